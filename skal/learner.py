@@ -1,0 +1,395 @@
+"""Active learners: the labeling loop (:class:`ActiveLearner`) and a simulated
+loop packaged as a classifier (:class:`ActiveLearningClassifier`)."""
+
+import copy
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .base import QueryStrategy, accepts_unlabeled, check_pool
+
+__all__ = ["ActiveLearner", "ActiveLearningClassifier"]
+
+_SEED_MAX = np.iinfo(np.int32).max
+
+
+def _final_step(estimator):
+    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+
+
+def _is_skorch_net(estimator):
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(estimator, NeuralNet)
+
+
+def _check_X_y(X, y):
+    X = check_pool(X, name="X")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}.")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels.")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError("y contains NaN labels.")
+    return X, y
+
+
+def _estimator_has(attr):
+    def check(self):
+        return hasattr(_final_step(self.estimator), attr)
+
+    return check
+
+
+class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """A classifier plus a query strategy: the labeling loop.
+
+    ``fit`` trains on a labeled seed set, ``query`` picks samples of a pool to
+    label, and ``teach`` adds their labels and retrains. The labeled set is
+    kept as ``X_training`` / ``y_training`` (modAL's names).
+
+    Parameters
+    ----------
+    estimator : estimator
+        A skorch net, a ``Pipeline`` ending in one, or any classifier with
+        ``predict_proba``. It is cloned; the fitted copy is ``estimator_``.
+    query_strategy : QueryStrategy
+        Cloned into ``query_strategy_`` at ``fit``.
+    classes : array-like or None, default=None
+        All class labels. If None, they are inferred from the first ``fit``;
+        a class first seen in ``teach`` is appended. skorch nets must have at
+        least that many outputs.
+    warm_start : bool, default=False
+        If False, ``teach`` retrains from scratch on the whole labeled set (the
+        protocol of the papers). If True, a skorch net continues training from
+        its current weights (``partial_fit``); other estimators are refitted.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the estimator (when it has a ``random_state`` that is None) and the
+        query strategy (likewise).
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted model. It is trained on class indices ``0..n_classes-1``.
+    query_strategy_ : QueryStrategy
+    classes_ : ndarray
+    X_training, y_training : ndarray
+        The labeled set (annotations only).
+    X_extra_, y_extra_ : ndarray
+        Training data added by the strategy's ``augment`` (adversarial copies,
+        pseudo-labels).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skal.strategies import UncertaintySampling
+    >>> rng = np.random.RandomState(0)
+    >>> X_pool, y_pool = rng.randn(60, 2), rng.randint(2, size=60)
+    >>> learner = ActiveLearner(LogisticRegression(), UncertaintySampling(), random_state=0)
+    >>> learner = learner.fit([[-1.0, 0.0], [1.0, 0.0]], [0, 1])
+    >>> idx = learner.query(X_pool, n_instances=5)
+    >>> learner = learner.teach(X_pool[idx], y_pool[idx])
+    >>> len(learner.y_training)
+    7
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "query_strategy": [QueryStrategy],
+        "classes": ["array-like", None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator, query_strategy, *, classes=None, warm_start=False,
+                 random_state=None):
+        self.estimator = estimator
+        self.query_strategy = query_strategy
+        self.classes = classes
+        self.warm_start = warm_start
+        self.random_state = random_state
+
+    # -- fitting --------------------------------------------------------
+    def fit(self, X, y):
+        """Train on the labeled seed set ``(X, y)``, resetting the learner."""
+        self._validate_params()
+        X, y = _check_X_y(X, y)
+        rng = check_random_state(self.random_state)
+        if self.classes is not None:
+            classes = np.asarray(self.classes)
+            unknown = np.setdiff1d(np.unique(y), classes)
+            if unknown.size:
+                raise ValueError(f"y contains labels {unknown.tolist()} not in classes.")
+        else:
+            classes = np.unique(y)
+        strategy = clone(self.query_strategy)
+        if "random_state" in strategy.get_params() and strategy.random_state is None:
+            strategy.set_params(random_state=np.random.RandomState(rng.randint(_SEED_MAX)))
+        self._estimator_seed = int(rng.randint(_SEED_MAX))
+        self.classes_ = classes
+        self.query_strategy_ = strategy
+        X_extra, y_extra = X[:0], y[:0]
+        self.estimator_ = self._train(None, X, y, X_extra, y_extra, X_unlabeled=None)
+        self.X_training, self.y_training = X, y
+        self.X_extra_, self.y_extra_ = X_extra, y_extra
+        self._X_pool = None
+        self._pool_queried = None
+        return self
+
+    def _new_estimator(self):
+        estimator = clone(self.estimator)
+        step = _final_step(estimator)
+        params = step.get_params(deep=False)
+        if "random_state" in params and params["random_state"] is None:
+            step.set_params(random_state=self._estimator_seed)
+        return estimator
+
+    def _encode(self, y, classes=None):
+        classes = self.classes_ if classes is None else classes
+        sorter = np.argsort(classes, kind="stable")
+        pos = np.searchsorted(classes, y, sorter=sorter)
+        pos = np.clip(pos, 0, len(classes) - 1)
+        idx = sorter[pos]
+        if not np.array_equal(classes[idx], y):
+            unknown = np.setdiff1d(np.unique(y), classes)
+            raise ValueError(f"labels {unknown.tolist()} are not among the classes.")
+        return idx.astype(np.int64)
+
+    def _train(self, previous, X, y, X_extra, y_extra, X_unlabeled, classes=None):
+        X_all = np.concatenate([X, X_extra]) if len(X_extra) else X
+        y_all = self._encode(np.concatenate([y, y_extra]) if len(y_extra) else y, classes)
+        if X_unlabeled is not None and len(X_unlabeled):
+            X_all = np.concatenate([X_all, X_unlabeled])
+            y_all = np.concatenate([y_all, np.full(len(X_unlabeled), -1, dtype=np.int64)])
+        if previous is not None and self.warm_start and _is_skorch_net(_final_step(previous)):
+            estimator = copy.deepcopy(previous)
+            if hasattr(estimator, "steps"):
+                Xt = estimator[:-1].fit_transform(X_all, y_all)
+                _final_step(estimator).partial_fit(Xt, y_all)
+            else:
+                estimator.partial_fit(X_all, y_all)
+            return estimator
+        return self._new_estimator().fit(X_all, y_all)
+
+    def _unlabeled_rows(self):
+        if self._X_pool is None or not accepts_unlabeled(self.estimator):
+            return None
+        keep = np.ones(len(self._X_pool), dtype=bool)
+        keep[self._pool_queried] = False
+        return self._X_pool[keep]
+
+    def teach(self, X, y):
+        """Add newly labeled samples and retrain.
+
+        The strategy's ``augment`` may add extra training data (DFAL's
+        adversarial copies, CEAL's pseudo-labels). If training fails, the
+        learner is left unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_new, ...)
+        y : array-like of shape (n_new,)
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "estimator_")
+        X, y = _check_X_y(X, y)
+        if X.shape[1:] != self.X_training.shape[1:]:
+            raise ValueError(
+                f"X has samples of shape {X.shape[1:]}, but the learner was fitted on "
+                f"{self.X_training.shape[1:]}."
+            )
+        classes = self.classes_
+        new = np.setdiff1d(np.unique(y), classes)
+        if new.size:
+            if self.classes is not None:
+                raise ValueError(f"y contains labels {new.tolist()} not in classes.")
+            classes = np.concatenate([classes, new])
+        X_aug, y_aug = self.query_strategy_.augment(X, y)
+        X_aug, y_aug = np.asarray(X_aug), np.asarray(y_aug)
+        X_training = np.concatenate([self.X_training, X])
+        y_training = np.concatenate([self.y_training, y])
+        X_extra = np.concatenate([self.X_extra_, X_aug.astype(X.dtype, copy=False)])
+        y_extra = np.concatenate([self.y_extra_, y_aug])
+        estimator = self._train(
+            self.estimator_, X_training, y_training, X_extra, y_extra,
+            X_unlabeled=self._unlabeled_rows(), classes=classes,
+        )
+        self.classes_ = classes
+        self.estimator_ = estimator
+        self.X_training, self.y_training = X_training, y_training
+        self.X_extra_, self.y_extra_ = X_extra, y_extra
+        return self
+
+    # -- querying -------------------------------------------------------
+    def query(self, X_pool, n_instances=1):
+        """Indices of the ``n_instances`` samples of ``X_pool`` to label next, best first."""
+        check_is_fitted(self, "estimator_")
+        X_pool = check_pool(X_pool)
+        if X_pool.shape[1:] != self.X_training.shape[1:]:
+            raise ValueError(
+                f"X_pool has samples of shape {X_pool.shape[1:]}, but the learner was "
+                f"fitted on {self.X_training.shape[1:]}."
+            )
+        indices = self.query_strategy_.query(
+            self, X_pool, n_instances,
+            X_labeled=self.X_training, y_labeled=self._encode(self.y_training),
+        )
+        self._X_pool, self._pool_queried = X_pool, indices
+        return indices
+
+    # -- prediction -----------------------------------------------------
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities, one column per entry of ``classes_``."""
+        check_is_fitted(self, "estimator_")
+        proba = np.asarray(self.estimator_.predict_proba(X), dtype=float)
+        n_classes = len(self.classes_)
+        inner = getattr(_final_step(self.estimator_), "classes_", None)
+        if _is_skorch_net(_final_step(self.estimator_)) or inner is None:
+            # A net may have more outputs than classes seen so far.
+            proba = proba[:, :n_classes]
+            total = proba.sum(axis=1, keepdims=True)
+            return proba / np.where(total > 0, total, 1.0)
+        full = np.zeros((proba.shape[0], n_classes))
+        full[:, np.asarray(inner, dtype=np.int64)] = proba
+        return full
+
+    def predict(self, X):
+        """Predicted class labels."""
+        check_is_fitted(self, "estimator_")
+        if hasattr(_final_step(self.estimator), "predict_proba"):
+            return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.int64)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class ActiveLearningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """A simulated active-learning loop packaged as a classifier.
+
+    ``fit(X, y)`` starts from ``n_initial`` random labels, then queries
+    ``n_queries`` batches of ``batch_size`` from the rest of ``X``, with ``y`` as
+    the oracle, and keeps the final model. Cross-validating it therefore scores
+    "the accuracy reached with this label budget", so ``GridSearchCV`` can
+    compare strategies.
+
+    Parameters
+    ----------
+    estimator : estimator
+        As in :class:`ActiveLearner`.
+    query_strategy : QueryStrategy
+    n_initial : int, default=20
+        Random labels to start from.
+    batch_size : int, default=10
+        Labels per query.
+    n_queries : int, default=5
+        Number of query rounds.
+    warm_start : bool, default=False
+        See :class:`ActiveLearner`.
+    random_state : int, RandomState instance or None, default=None
+
+    Attributes
+    ----------
+    learner_ : ActiveLearner
+        The learner at the end of the loop.
+    classes_ : ndarray
+    learning_curve_ : dict
+        ``"n_labels"`` (annotations after each round, the initial set first) and
+        ``"pool_accuracy"`` (accuracy on the rest of ``X`` at that point).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skal.strategies import RandomSampling, UncertaintySampling
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.randn(200, 2), np.repeat([0, 1], 100)
+    >>> X[y == 1] += 2
+    >>> clf = ActiveLearningClassifier(LogisticRegression(), RandomSampling(), n_initial=6,
+    ...                                batch_size=4, n_queries=2, random_state=0)
+    >>> search = GridSearchCV(clf, {"query_strategy": [RandomSampling(), UncertaintySampling()]},
+    ...                       cv=2).fit(X, y)
+    >>> sorted(search.cv_results_)[:1]
+    ['mean_fit_time']
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "query_strategy": [QueryStrategy],
+        "n_initial": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_queries": [Interval(Integral, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator, query_strategy, *, n_initial=20, batch_size=10, n_queries=5,
+                 warm_start=False, random_state=None):
+        self.estimator = estimator
+        self.query_strategy = query_strategy
+        self.n_initial = n_initial
+        self.batch_size = batch_size
+        self.n_queries = n_queries
+        self.warm_start = warm_start
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Run the simulated loop on ``(X, y)`` and keep the final model."""
+        self._validate_params()
+        X, y = _check_X_y(X, y)
+        if self.n_initial > X.shape[0]:
+            raise ValueError(f"n_initial={self.n_initial} is larger than X ({X.shape[0]} rows).")
+        rng = check_random_state(self.random_state)
+        self.classes_ = np.unique(y)
+        labeled = np.zeros(X.shape[0], dtype=bool)
+        labeled[rng.choice(X.shape[0], self.n_initial, replace=False)] = True
+        learner = ActiveLearner(
+            self.estimator, self.query_strategy, classes=self.classes_,
+            warm_start=self.warm_start, random_state=rng.randint(_SEED_MAX),
+        ).fit(X[labeled], y[labeled])
+        curve = {"n_labels": [], "pool_accuracy": []}
+
+        def record():
+            rest = ~labeled
+            curve["n_labels"].append(int(labeled.sum()))
+            curve["pool_accuracy"].append(
+                float(learner.score(X[rest], y[rest])) if rest.any() else float("nan")
+            )
+
+        record()
+        for _ in range(self.n_queries):
+            pool = np.flatnonzero(~labeled)
+            if pool.size == 0:
+                break
+            chosen = pool[learner.query(X[pool], min(self.batch_size, pool.size))]
+            learner.teach(X[chosen], y[chosen])
+            labeled[chosen] = True
+            record()
+        self.learner_ = learner
+        self.learning_curve_ = {k: np.asarray(v) for k, v in curve.items()}
+        return self
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the final model."""
+        check_is_fitted(self, "learner_")
+        return self.learner_.predict_proba(X)
+
+    def predict(self, X):
+        """Class labels predicted by the final model."""
+        check_is_fitted(self, "learner_")
+        return self.learner_.predict(X)

@@ -1,0 +1,8 @@
+"""Query strategies, one module per family."""
+
+from .bayesian import BALD
+from .coreset import CoreSet
+from .random import RandomSampling
+from .uncertainty import UncertaintySampling
+
+__all__ = ["BALD", "CoreSet", "RandomSampling", "UncertaintySampling"]

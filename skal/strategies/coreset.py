@@ -1,0 +1,127 @@
+"""Core-set selection by greedy k-center (Sener & Savarese 2018)."""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..base import QueryStrategy
+from ..nets import embed, get_net
+
+# Rows per block when computing distances, so memory stays O(pool).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _sq_norms(X):
+    return np.einsum("ij,ij->i", X, X)
+
+
+def min_sq_distances(X, centers, X_sq=None):
+    """Squared distance from each row of ``X`` to its nearest row of ``centers``.
+
+    Computed in blocks of centers: memory is O(len(X)), never len(X) x len(centers).
+
+    Examples
+    --------
+    >>> min_sq_distances(np.array([[0.0], [3.0]]), np.array([[1.0], [4.0]]))
+    array([1., 1.])
+    """
+    X_sq = _sq_norms(X) if X_sq is None else X_sq
+    best = np.full(X.shape[0], np.inf)
+    block = max(1, _BLOCK_ELEMENTS // max(1, X.shape[0]))
+    for start in range(0, centers.shape[0], block):
+        C = centers[start:start + block]
+        d = X_sq[:, None] - 2.0 * (X @ C.T) + _sq_norms(C)[None, :]
+        np.minimum(best, d.min(axis=1), out=best)
+    return np.maximum(best, 0.0)
+
+
+def k_center_greedy(X, n_centers, *, X_centers=None, random_state=None):
+    """Greedy k-center: repeatedly pick the point farthest from all centers.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Candidate points.
+    n_centers : int
+        How many points of ``X`` to pick.
+    X_centers : ndarray of shape (n_fixed, n_features) or None
+        Existing centers (the labeled set). If None, the first center is random.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    indices : ndarray of shape (n_centers,)
+        In the order picked.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [1.0], [10.0]])
+    >>> k_center_greedy(X, 1, X_centers=np.array([[0.0]]))
+    array([2])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X_sq = _sq_norms(X)
+    if X_centers is not None and len(X_centers):
+        dist = min_sq_distances(X, np.asarray(X_centers, dtype=np.float64), X_sq)
+        chosen = []
+    else:
+        first = int(check_random_state(random_state).randint(X.shape[0]))
+        dist = min_sq_distances(X, X[first:first + 1], X_sq)
+        chosen = [first]
+    while len(chosen) < n_centers:
+        dist[chosen] = -1.0  # already a center
+        new = int(np.argmax(dist))
+        chosen.append(new)
+        d_new = X_sq - 2.0 * (X @ X[new]) + X_sq[new]
+        np.minimum(dist, np.maximum(d_new, 0.0), out=dist)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+class CoreSet(QueryStrategy):
+    """Core-set selection: greedy k-center in the network's embedding space.
+
+    Picks, one at a time, the pool sample farthest from the labeled set and
+    the samples already picked, so the batch covers the pool (Sener &
+    Savarese 2018, greedy variant). Memory is O(pool size).
+
+    Parameters
+    ----------
+    embedding : {"auto", "model", "input"}, default="auto"
+        ``"model"``: penultimate-layer features of the net; ``"input"``: the
+        flattened inputs; ``"auto"``: the model's when it is a torch net.
+    batch_size : int or None, default=None
+        Inference batch size.
+    random_state : int, RandomState instance or None, default=None
+        Picks the first center when there is no labeled set.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [0.1], [5.0], [9.0]])
+    >>> CoreSet(embedding="input").query(None, X, 2, X_labeled=np.array([[0.0]]))
+    array([3, 2])
+    """
+
+    def __init__(self, embedding="auto", batch_size=None, random_state=None):
+        self.embedding = embedding
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _embed(self, estimator, X):
+        mode = self.embedding
+        if mode not in ("auto", "model", "input"):
+            raise ValueError(f"embedding must be 'auto', 'model' or 'input', got {mode!r}.")
+        if mode == "auto":
+            try:
+                get_net(estimator)
+                mode = "model"
+            except TypeError:
+                mode = "input"
+        if mode == "model":
+            return embed(estimator, X, batch_size=self.batch_size)
+        return np.asarray(X, dtype=np.float64).reshape(X.shape[0], -1)
+
+    def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
+        pool = self._embed(estimator, X_pool)
+        centers = None if X_labeled is None else self._embed(estimator, X_labeled)
+        return k_center_greedy(
+            pool, n_instances, X_centers=centers, random_state=self.random_state
+        )

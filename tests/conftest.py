@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+# Two CI cores: more threads only add contention for these tiny nets.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Digits as (n, 1, 8, 8) float32 images in [0, 1] and int64 labels."""
+    data = load_digits()
+    X = (data.images[:, None] / 16.0).astype(np.float32)
+    return X, data.target.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_split(digits):
+    X, y = digits
+    rng = np.random.RandomState(0)
+    order = rng.permutation(len(y))
+    train, test = order[:1200], order[1200:]
+    return X[train], y[train], X[test], y[test]
+
+
+@pytest.fixture(scope="session")
+def trained_net(digits_split):
+    """A small CNN trained briefly on 300 digits (shared, do not refit it)."""
+    from skal.nets import cnn_classifier
+
+    X, y, _, _ = digits_split
+    net = cnn_classifier("digits", 10, max_epochs=3, random_state=0)
+    return net.fit(X[:300], y[:300])

@@ -128,6 +128,12 @@ def _split_graph(module, traced):
     return torch.fx.GraphModule(traced, prefix_graph), torch.fx.GraphModule(traced, suffix_graph)
 
 
+def _repeat(value, n):
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        return value.repeat(n, *([1] * (value.dim() - 1)))
+    return value
+
+
 @contextlib.contextmanager
 def _dropout_on(module):
     layers = dropout_layers(module)
@@ -178,12 +184,15 @@ def mc_dropout_proba(estimator, X, n_passes, *, random_state=None, batch_size=No
     with _dropout_on(module), seeded_torch(random_state, device), torch.no_grad():
         for rows, batch in iter_batches(X, _batch_size(batch_size), device):
             if split is None:
-                passes = [to_logits(net, module(batch)) for _ in range(n_passes)]
+                logits = torch.stack([to_logits(net, module(batch)) for _ in range(n_passes)])
             else:
                 prefix, suffix = split
-                carried = prefix(batch)
-                passes = [to_logits(net, suffix(*carried)) for _ in range(n_passes)]
-            proba = torch.softmax(torch.stack(passes).double(), dim=2).cpu().numpy()
+                # All passes go through the suffix as one batch: dropout draws an
+                # independent mask per row, and one large call beats many small ones.
+                carried = [_repeat(t, n_passes) for t in prefix(batch)]
+                logits = to_logits(net, suffix(*carried))
+                logits = logits.reshape(n_passes, batch.shape[0], -1)
+            proba = torch.softmax(logits.double(), dim=2).cpu().numpy()
             if out is None:
                 out = np.empty((n_passes, X.shape[0], proba.shape[2]), dtype=np.float64)
             out[:, rows] = proba

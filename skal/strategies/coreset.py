@@ -7,7 +7,7 @@ from ..base import QueryStrategy
 from ..nets import embed, get_net
 
 # Rows per block when computing distances, so memory stays O(pool).
-_BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS = 1 << 20
 
 
 def _sq_norms(X):

@@ -1,0 +1,57 @@
+"""skal strategies inside modAL's own ActiveLearner (modAL-python 0.4.2.1).
+
+modAL breaks on scikit-learn >= 1.8, so .ci/run runs these in an environment
+with scikit-learn 1.7.x: ``python -m pytest -m modal tests/test_modal.py``.
+"""
+
+import numpy as np
+import pytest
+
+from skal import BALD, CoreSet, RandomSampling, UncertaintySampling
+from skal.nets import cnn_classifier
+
+modAL = pytest.importorskip("modAL")
+pytestmark = pytest.mark.modal
+
+from modAL.models import ActiveLearner as ModalLearner  # noqa: E402
+
+
+class _CountingEntropy(UncertaintySampling):
+    def _utilities(self, estimator, X):
+        self.n_calls_ = getattr(self, "n_calls_", 0) + 1
+        return super()._utilities(estimator, X)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [UncertaintySampling(), BALD(n_passes=3, random_state=0), CoreSet(),
+     RandomSampling(random_state=0)],
+    ids=lambda s: type(s).__name__,
+)
+def test_skal_strategy_in_modal_loop(strategy, digits_split):
+    X, y, X_test, y_test = digits_split
+    net = cnn_classifier("digits", 10, max_epochs=2, random_state=0)
+    learner = ModalLearner(estimator=net, query_strategy=strategy,
+                           X_training=X[:30], y_training=y[:30])
+    pool_X, pool_y = X[30:300], y[30:300]
+    for _ in range(2):
+        idx, instances = learner.query(pool_X, n_instances=5)
+        idx = np.asarray(idx)
+        assert len(np.unique(idx)) == 5 and idx.max() < len(pool_X)
+        np.testing.assert_array_equal(instances, pool_X[idx])
+        learner.teach(pool_X[idx], pool_y[idx])
+        pool_X, pool_y = np.delete(pool_X, idx, axis=0), np.delete(pool_y, idx)
+    assert len(learner.y_training) == 40
+    assert 0.0 <= learner.score(X_test, y_test) <= 1.0
+
+
+def test_modal_query_computes_once_and_returns_metrics(digits_split):
+    X, y, _, _ = digits_split
+    net = cnn_classifier("digits", 10, max_epochs=1, random_state=0)
+    strategy = _CountingEntropy()
+    learner = ModalLearner(estimator=net, query_strategy=strategy,
+                           X_training=X[:30], y_training=y[:30])
+    idx, _, metrics = learner.query(X[30:200], n_instances=4, return_metrics=True)
+    assert strategy.n_calls_ == 1
+    expected = strategy.utilities(learner, X[30:200])[idx]
+    np.testing.assert_allclose(metrics, expected)

@@ -1,9 +1,10 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import nets
+from . import models, nets
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
-from .strategies import BALD, CoreSet, RandomSampling, UncertaintySampling
+from .models import WAALClassifier
+from .strategies import WAAL, BALD, CoreSet, RandomSampling, UncertaintySampling
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,9 @@ __all__ = [
     "RandomSampling",
     "ScoreBasedStrategy",
     "UncertaintySampling",
+    "WAAL",
+    "WAALClassifier",
+    "models",
     "nets",
     "__version__",
 ]

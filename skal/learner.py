@@ -118,10 +118,25 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting --------------------------------------------------------
-    def fit(self, X, y):
-        """Train on the labeled seed set ``(X, y)``, resetting the learner."""
+    def fit(self, X, y, *, X_unlabeled=None):
+        """Train on the labeled seed set ``(X, y)``, resetting the learner.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+        X_unlabeled : array-like or None, default=None
+            The unlabeled pool. Only used by estimators that train on unlabeled
+            rows (see :func:`skal.base.accepts_unlabeled`, e.g. WAAL); later
+            rounds use the pool given to :meth:`query`.
+
+        Returns
+        -------
+        self
+        """
         self._validate_params()
         X, y = _check_X_y(X, y)
+        X_pool = None if X_unlabeled is None else check_pool(X_unlabeled, name="X_unlabeled")
         rng = check_random_state(self.random_state)
         if self.classes is not None:
             classes = np.asarray(self.classes)
@@ -137,11 +152,12 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.query_strategy_ = strategy
         X_extra, y_extra = X[:0], y[:0]
-        self.estimator_ = self._train(None, X, y, X_extra, y_extra, X_unlabeled=None)
+        self._X_pool, self._pool_queried = X_pool, np.array([], dtype=np.int64)
+        self.estimator_ = self._train(
+            None, X, y, X_extra, y_extra, X_unlabeled=self._unlabeled_rows()
+        )
         self.X_training, self.y_training = X, y
         self.X_extra_, self.y_extra_ = X_extra, y_extra
-        self._X_pool = None
-        self._pool_queried = None
         return self
 
     def _new_estimator(self):
@@ -360,7 +376,7 @@ class ActiveLearningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
         learner = ActiveLearner(
             self.estimator, self.query_strategy, classes=self.classes_,
             warm_start=self.warm_start, random_state=rng.randint(_SEED_MAX),
-        ).fit(X[labeled], y[labeled])
+        ).fit(X[labeled], y[labeled], X_unlabeled=X[~labeled])
         curve = {"n_labels": [], "pool_accuracy": []}
 
         def record():

@@ -193,11 +193,23 @@ class _SemiSupervised(LogisticRegression):
 def test_pool_is_passed_to_estimators_accepting_unlabeled_rows():
     rng = np.random.RandomState(0)
     X, y = rng.randn(50, 2), np.arange(50) % 2
-    learner = ActiveLearner(_SemiSupervised(), RandomSampling(), random_state=0).fit(X[:6], y[:6])
+    learner = ActiveLearner(_SemiSupervised(), RandomSampling(), random_state=0)
+    learner.fit(X[:6], y[:6])
     assert learner.estimator_.seen_unlabeled_ == 0
+    learner.fit(X[:6], y[:6], X_unlabeled=X[6:])
+    assert learner.estimator_.seen_unlabeled_ == 44
     idx = learner.query(X[6:], 4)
     learner.teach(X[6:][idx], y[6:][idx])
     assert learner.estimator_.seen_unlabeled_ == 44 - 4
+
+
+def test_unlabeled_rows_are_ignored_by_ordinary_estimators():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(50, 2), np.arange(50) % 2
+    learner = ActiveLearner(LogisticRegression(), RandomSampling(), random_state=0)
+    learner.fit(X[:6], y[:6], X_unlabeled=X[6:])
+    reference = LogisticRegression().fit(X[:6], y[:6])
+    np.testing.assert_allclose(learner.estimator_.coef_, reference.coef_)
 
 
 def test_clone_get_params_of_learners():

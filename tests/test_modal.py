@@ -55,3 +55,19 @@ def test_modal_query_computes_once_and_returns_metrics(digits_split):
     assert strategy.n_calls_ == 1
     expected = strategy.utilities(learner, X[30:200])[idx]
     np.testing.assert_allclose(metrics, expected)
+
+
+def test_waal_in_modal_loop(digits_split):
+    from skal import WAAL, WAALClassifier
+    from skal.nets import DigitsCNN
+
+    X, y, _, _ = digits_split
+    net = WAALClassifier(DigitsCNN, module__n_classes=10, max_epochs=1, random_state=0, verbose=0)
+    pool_X, pool_y = X[30:300], y[30:300]
+    learner = ModalLearner(estimator=net, query_strategy=WAAL(), X_training=X[:30],
+                           y_training=y[:30], X_unlabeled=pool_X)
+    idx, _ = learner.query(pool_X, n_instances=5)
+    assert len(np.unique(idx)) == 5
+    rest = np.delete(np.arange(len(pool_X)), idx)
+    learner.teach(pool_X[idx], pool_y[idx], X_unlabeled=pool_X[rest])
+    assert learner.estimator.n_unlabeled_ == len(rest)

@@ -4,5 +4,6 @@ from .bayesian import BALD
 from .coreset import CoreSet
 from .random import RandomSampling
 from .uncertainty import UncertaintySampling
+from .waal import WAAL
 
-__all__ = ["BALD", "CoreSet", "RandomSampling", "UncertaintySampling"]
+__all__ = ["BALD", "CoreSet", "RandomSampling", "UncertaintySampling", "WAAL"]

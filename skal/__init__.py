@@ -1,9 +1,10 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import models, nets
+from . import datasets, models, nets
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
+from .simulation import SimulationResult, SimulationResults, simulate
 from .strategies import WAAL, BALD, CoreSet, RandomSampling, UncertaintySampling
 
 __version__ = "0.1.0"
@@ -19,6 +20,10 @@ __all__ = [
     "UncertaintySampling",
     "WAAL",
     "WAALClassifier",
+    "SimulationResult",
+    "SimulationResults",
+    "simulate",
+    "datasets",
     "models",
     "nets",
     "__version__",

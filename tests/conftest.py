@@ -3,8 +3,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-# Two CI cores: more threads only add contention for these tiny nets.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+from threadpoolctl import threadpool_limits
+
+# The suite's nets and models are tiny: extra threads only add overhead, and
+# one thread per process lets pytest-xdist use both CI cores.
+threadpool_limits(1, user_api="blas")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

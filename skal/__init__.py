@@ -1,11 +1,20 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import datasets, models, nets
+from . import adversarial, datasets, models, nets
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
 from .simulation import SimulationResult, SimulationResults, simulate
-from .strategies import WAAL, BALD, CoreSet, RandomSampling, UncertaintySampling
+from .strategies import (
+    BALD,
+    CEAL,
+    DFAL,
+    EGL,
+    WAAL,
+    CoreSet,
+    RandomSampling,
+    UncertaintySampling,
+)
 
 __version__ = "0.1.0"
 
@@ -13,6 +22,9 @@ __all__ = [
     "ActiveLearner",
     "ActiveLearningClassifier",
     "BALD",
+    "CEAL",
+    "DFAL",
+    "EGL",
     "CoreSet",
     "QueryStrategy",
     "RandomSampling",
@@ -24,6 +36,7 @@ __all__ = [
     "SimulationResults",
     "simulate",
     "datasets",
+    "adversarial",
     "models",
     "nets",
     "__version__",

@@ -281,6 +281,11 @@ class QueryStrategy(BaseEstimator):
             utilities = utilities[indices]
         return indices, utilities
 
+    #: If True, the data from :meth:`augment` replaces the previous round's in
+    #: the learner instead of accumulating (CEAL's pseudo-labels are recomputed
+    #: every round); if False it accumulates (DFAL's adversarial copies).
+    transient_augment = False
+
     def augment(self, X_queried, y_queried):
         """Extra training data to add with the queried samples.
 

@@ -84,8 +84,9 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     X_training, y_training : ndarray
         The labeled set (annotations only).
     X_extra_, y_extra_ : ndarray
-        Training data added by the strategy's ``augment`` (adversarial copies,
-        pseudo-labels).
+        Training data added by the strategy's ``augment``: accumulated over
+        rounds (DFAL's adversarial copies), or only the last round's when the
+        strategy sets ``transient_augment = True`` (CEAL's pseudo-labels).
 
     Examples
     --------
@@ -235,8 +236,13 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X_aug, y_aug = np.asarray(X_aug), np.asarray(y_aug)
         X_training = np.concatenate([self.X_training, X])
         y_training = np.concatenate([self.y_training, y])
-        X_extra = np.concatenate([self.X_extra_, X_aug.astype(X.dtype, copy=False)])
-        y_extra = np.concatenate([self.y_extra_, y_aug])
+        X_aug = X_aug.astype(X.dtype, copy=False).reshape((-1,) + X.shape[1:])
+        if getattr(self.query_strategy_, "transient_augment", False):
+            # Pseudo-labels (CEAL) are recomputed every round, never accumulated.
+            X_extra, y_extra = X_aug, y_aug
+        else:
+            X_extra = np.concatenate([self.X_extra_, X_aug])
+            y_extra = np.concatenate([self.y_extra_, y_aug])
         estimator = self._train(
             self.estimator_, X_training, y_training, X_extra, y_extra,
             X_unlabeled=self._unlabeled_rows(), classes=classes,

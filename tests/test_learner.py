@@ -181,6 +181,20 @@ def test_teach_trains_on_augmented_data():
     np.testing.assert_allclose(learner.X_extra_, X[4:10] + 0.01)
 
 
+class _PseudoLabels(_AddsCopies):
+    transient_augment = True
+
+
+def test_transient_augmented_data_is_replaced_each_round():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 2), np.arange(40) % 2
+    learner = ActiveLearner(LogisticRegression(), _PseudoLabels(), random_state=0).fit(X[:4], y[:4])
+    learner.teach(X[4:10], y[4:10])
+    learner.teach(X[10:13], y[10:13])
+    assert len(learner.X_training) == 13 and len(learner.X_extra_) == 3
+    np.testing.assert_allclose(learner.X_extra_, X[10:13] + 0.01)
+
+
 class _SemiSupervised(LogisticRegression):
     def fit(self, X, y, sample_weight=None):
         self.seen_unlabeled_ = int((y == -1).sum())

@@ -2,8 +2,9 @@
 
 from .bayesian import BALD
 from .coreset import CoreSet
+from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
 
-__all__ = ["BALD", "CoreSet", "RandomSampling", "UncertaintySampling", "WAAL"]
+__all__ = ["BALD", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling", "WAAL"]

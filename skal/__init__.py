@@ -7,6 +7,7 @@ from .models import WAALClassifier
 from .simulation import SimulationResult, SimulationResults, simulate
 from .strategies import (
     BALD,
+    BALNet,
     CEAL,
     DFAL,
     EGL,
@@ -22,6 +23,7 @@ __all__ = [
     "ActiveLearner",
     "ActiveLearningClassifier",
     "BALD",
+    "BALNet",
     "CEAL",
     "DFAL",
     "EGL",

@@ -1,5 +1,6 @@
 """Query strategies, one module per family."""
 
+from .balnet import BALNet
 from .bayesian import BALD
 from .coreset import CoreSet
 from .dfal import CEAL, DFAL, EGL
@@ -7,4 +8,4 @@ from .random import RandomSampling
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
 
-__all__ = ["BALD", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling", "WAAL"]
+__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling", "WAAL"]

@@ -13,7 +13,7 @@ import skal
 from skal.datasets import load_dataset
 
 X, y, _, _ = load_dataset("digits", n_train=600, random_state=0)
-net = skal.nets.cnn_classifier("digits", n_classes=10, max_epochs=30, batch_size=16, random_state=0)
+net = skal.nets.cnn_classifier("digits", n_classes=10, random_state=0)
 clf = skal.ActiveLearningClassifier(net, skal.RandomSampling(), n_initial=20, batch_size=20,
                                     n_queries=3, random_state=0)
 grid = {"query_strategy": [skal.RandomSampling(), skal.UncertaintySampling("margin"),

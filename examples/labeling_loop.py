@@ -14,7 +14,7 @@ seed = rng.choice(len(X_pool), 20, replace=False)
 labeled = np.zeros(len(X_pool), dtype=bool)
 labeled[seed] = True
 
-net = skal.nets.cnn_classifier("digits", n_classes=10, max_epochs=40, batch_size=16, random_state=0)
+net = skal.nets.cnn_classifier("digits", n_classes=10, random_state=0)
 learner = skal.ActiveLearner(net, skal.BALD(n_passes=10), random_state=0)
 learner.fit(X_pool[labeled], y_pool[labeled])
 print(f"{labeled.sum():4d} labels: test accuracy {learner.score(X_test, y_test):.3f}")

@@ -1,9 +1,14 @@
-import numpy as np
-import pytest
-import torch
-from sklearn.datasets import load_digits
+import os
 
-from threadpoolctl import threadpool_limits
+# Before torch and numpy start their thread pools (see below).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 # The suite's nets and models are tiny: extra threads only add overhead, and
 # one thread per process lets pytest-xdist use both CI cores.

@@ -83,7 +83,8 @@ def test_dfal_chunked_pool_gives_the_same_query(trained_net, pool, monkeypatch):
     monkeypatch.setattr(dfal_module, "_POOL_CHUNK", 7)
     chunked = DFAL()
     np.testing.assert_array_equal(chunked.query(trained_net, X, 6), idx)
-    np.testing.assert_allclose(chunked.last_utilities_, whole.last_utilities_, rtol=1e-5)
+    # float32 results depend slightly on how rows are batched.
+    np.testing.assert_allclose(chunked.last_utilities_, whole.last_utilities_, rtol=1e-4)
     np.testing.assert_allclose(chunked.adversarial_, whole.adversarial_, rtol=1e-5, atol=1e-6)
 
 

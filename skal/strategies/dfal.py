@@ -78,6 +78,8 @@ def _pipeline_heads(estimator):
 
 def _row_keys(X, dtype):
     X = np.ascontiguousarray(X, dtype=dtype)
+    if X.shape[0] == 0:
+        return []
     return [row.tobytes() for row in X.reshape(X.shape[0], -1)]
 
 
@@ -98,7 +100,7 @@ class DFAL(ScoreBasedStrategy):
     (utility ``-||r||``). With ``add_adversarial=True`` the adversarial copies
     ``x + r`` of the queried samples are added to the training set with the
     oracle's label (:meth:`augment`): one annotation, two training examples.
-    ``add_adversarial=False`` is the thesis's DFAL_ ablation.
+    ``add_adversarial=False`` is the thesis's ``DFAL_`` ablation.
 
     Ducoffe & Precioso, "Adversarial active learning for deep networks: a
     margin based approach", 2018 (thesis chapter 4).
@@ -134,7 +136,7 @@ class DFAL(ScoreBasedStrategy):
     The attack runs on the net's input, i.e. after a Pipeline's transforming
     steps. The copies are mapped back with the steps' ``inverse_transform``;
     if a step has none, no copies are added (with a warning) and DFAL behaves
-    like DFAL_. Attacks that do not change the label within ``max_iter`` steps
+    like ``DFAL_``. Attacks that do not change the label within ``max_iter`` steps
     rank after all successful ones and give no copy. The module runs in eval
     mode, so samples of a batch never interact (BatchNorm uses running stats).
 

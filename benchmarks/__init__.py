@@ -1,0 +1,1 @@
+"""skal's benchmarks (run them as modules: ``python -m benchmarks.label_efficiency``)."""

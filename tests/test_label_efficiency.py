@@ -1,0 +1,162 @@
+"""The label-efficiency benchmark runner: a tiny --quick run on digits.
+
+Checks what a long benchmark relies on: one JSON per (data set, strategy, seed) with
+the documented fields, a finished run is never recomputed, a strategy that is not
+available is reported instead of crashing, and ``summarize`` writes the Markdown
+page and the PNG.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` run without `python -m`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import label_efficiency as le  # noqa: E402
+
+FIELDS = (
+    "status", "config_key", "dataset", "strategy", "seed", "quick", "n_labeled", "accuracy",
+    "aubc", "final_accuracy", "labels_to_target", "query_seconds", "fit_seconds",
+    "n_training", "wall_seconds", "peak_rss_mib", "config", "machine", "run",
+)
+
+
+def _run(results_dir, *extra):
+    return le.main(["--dataset", "digits", "--quick", "--results-dir", str(results_dir),
+                    "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    results = tmp_path_factory.mktemp("label_efficiency")
+    assert _run(results, "--strategies", "random", "entropy", "--seeds", "0") == 0
+    return results
+
+
+def test_quick_run_writes_one_json_per_strategy_and_seed(quick_results):
+    paths = sorted((quick_results / "quick").glob("*.json"))
+    assert [p.name for p in paths] == [
+        "digits__entropy__seed0.json", "digits__random__seed0.json"
+    ]
+    settings = le.PROTOCOLS["digits"]["quick"]
+    n_points = settings["n_queries"] + 1
+    for path in paths:
+        payload = json.loads(path.read_text())
+        for field in FIELDS:
+            assert field in payload, field
+        assert payload["status"] == "complete" and payload["dataset"] == "digits"
+        assert payload["n_labeled"] == [
+            settings["n_initial"] + i * settings["batch_size"] for i in range(n_points)
+        ]
+        acc = payload["accuracy"]
+        assert len(acc) == n_points
+        assert all(isinstance(a, float) and 0.0 <= a <= 1.0 for a in acc)
+        assert 0.0 <= payload["aubc"] <= 1.0
+        assert len(payload["query_seconds"]) == n_points - 1
+        assert len(payload["fit_seconds"]) == n_points
+        assert all(t >= 0 for t in payload["query_seconds"] + payload["fit_seconds"])
+        assert set(payload["labels_to_target"]) == {"0.85", "0.90"}
+        assert payload["peak_rss_mib"] is None or payload["peak_rss_mib"] > 0
+        # The run keeps the queried indices: distinct, and never the seed set.
+        run = payload["run"]
+        queried = np.concatenate(run["queried_indices"])
+        assert len(np.unique(queried)) == len(queried)
+        assert not np.intersect1d(queried, run["initial_indices"]).size
+
+
+def test_finished_runs_are_not_recomputed(quick_results, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(quick_results, results)
+    done = results / "quick" / "digits__random__seed0.json"
+    before = done.read_bytes()
+    calls = []
+    real_run_one = le.run_one
+
+    def counting_run_one(dataset, name, seed, **kwargs):
+        calls.append((name, seed))
+        return real_run_one(dataset, name, seed, **kwargs)
+
+    monkeypatch.setattr(le, "run_one", counting_run_one)
+    assert _run(results, "--strategies", "random", "--seeds", "0", "1") == 0
+    assert calls == [("random", 1)]  # seed 0 was finished
+    assert done.read_bytes() == before
+    assert "done already" in capsys.readouterr().out
+    assert (results / "quick" / "digits__random__seed1.json").exists()
+
+    # Other settings (here: the epoch cap) are a different run: recomputed.
+    calls.clear()
+    assert _run(results, "--strategies", "random", "--seeds", "0", "--epochs", "1") == 0
+    assert calls == [("random", 0)]
+
+
+def test_unavailable_strategy_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(le.STRATEGIES, "missing",
+                        ("skal.strategies.not_written_yet", "Missing", {}, None))
+    with pytest.raises(ValueError, match="unavailable"):
+        le.make_strategy("missing")
+    assert le.available_strategies()["missing"] is not None
+    monkeypatch.setattr(le, "run_one", lambda *a, **k: pytest.fail("nothing should run"))
+    assert _run(tmp_path, "--strategies", "missing") == 2
+    assert "skipping missing" in capsys.readouterr().err
+    assert _run(tmp_path, "--strategies", "nonsense") == 2
+
+
+def test_summarize_writes_markdown_and_png(quick_results, tmp_path):
+    page, img = tmp_path / "results.md", tmp_path / "img"
+    status = le.main(["summarize", "--quick", "--dataset", "digits",
+                      "--results-dir", str(quick_results), "--docs-page", str(page),
+                      "--img-dir", str(img)])
+    assert status == 0
+    text = page.read_text()
+    assert "| `random` | 1 |" in text and "| `entropy` | 1 |" in text
+    assert "img/label_efficiency_digits_quick.png" in text
+    png = img / "label_efficiency_digits_quick.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_recipe():
+    from skal.models import WAALClassifier
+    from skal.nets import NeuralNetClassifier
+
+    net = le.training_recipe("fashion-mnist", random_state=0)
+    assert isinstance(net, NeuralNetClassifier)
+    assert isinstance(net.train_split, le.HoldoutSplit)
+    assert isinstance(net.iterator_train__collate_fn, le.AugmentCollate)
+    waal = le.training_recipe("fashion-mnist", semi_supervised=True, max_epochs=3)
+    assert isinstance(waal, WAALClassifier) and waal.max_epochs == 3
+    assert le.FashionLeNet()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="Unknown data set"):
+        le.training_recipe("cifar")
+
+
+def test_augmentation_and_holdout_split():
+    X = np.arange(2 * 16, dtype=np.float32).reshape(2, 1, 4, 4)
+    items = [(X[i], np.int64(i)) for i in range(2)]
+    same, y = le.AugmentCollate(flip=False, shift=0)(items)
+    assert torch.equal(same, torch.from_numpy(X)) and y.tolist() == [0, 1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        moved, _ = le.AugmentCollate(flip=True, shift=1)(items)
+    assert moved.shape == same.shape
+    # A shift only moves pixels or brings in zeros; a flip only reorders them.
+    for a, b in zip(moved.reshape(2, -1), same.reshape(2, -1)):
+        kept = a[a != 0]
+        assert np.isin(kept.numpy(), b.numpy()).all()
+
+    from skorch.dataset import Dataset
+
+    y = np.repeat(np.arange(10), 10)
+    ds = Dataset(np.zeros((100, 1, 4, 4), np.float32), y)
+    train, valid = le.HoldoutSplit(0.2)(ds, y)
+    assert sorted(np.bincount(y[valid.indices])) == [2] * 10  # stratified
+    tiny = np.array([0, 1, 2, 3, 4])  # one label per class: plain random split
+    train, valid = le.HoldoutSplit(0.2)(Dataset(np.zeros((5, 1)), tiny), tiny)
+    assert len(valid.indices) == 1 and len(train.indices) == 4

@@ -1,6 +1,6 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import adversarial, datasets, models, nets
+from . import adversarial, datasets, diagnostics, models, nets, ot
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
@@ -15,6 +15,8 @@ from .strategies import (
     CoreSet,
     RandomSampling,
     UncertaintySampling,
+    WassersteinDiversity,
+    WassersteinPrototypes,
 )
 
 __version__ = "0.1.0"
@@ -34,6 +36,10 @@ __all__ = [
     "UncertaintySampling",
     "WAAL",
     "WAALClassifier",
+    "WassersteinDiversity",
+    "WassersteinPrototypes",
+    "diagnostics",
+    "ot",
     "SimulationResult",
     "SimulationResults",
     "simulate",

@@ -7,5 +7,7 @@ from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
+from .wasserstein import WassersteinDiversity, WassersteinPrototypes
 
-__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling", "WAAL"]
+__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling",
+           "WAAL", "WassersteinDiversity", "WassersteinPrototypes"]

@@ -1,0 +1,475 @@
+"""Greedy Wasserstein prototypes (Ducoffe thesis, ch. 9; Eq. 5.15 of sec. 5.2).
+
+Pick, one at a time, the candidate whose addition most lowers
+``W2(fixed ∪ chosen, target)`` (uniform mass on every selected or fixed point).
+
+With the exact solver, each step evaluates the candidates lazily: any dual
+potential ``g`` of a transport problem to the same target gives, through its
+c-transform ``f(x) = min_j C(x, y_j) - g_j``, a lower bound
+``<f, a'> + <g, b> <= OT(a', b)`` for *every* source measure ``a'`` (weak
+duality). Candidates are solved in increasing order of their bound and the
+search stops when the next bound exceeds the best exact value found, so the
+result is the same as the brute-force greedy step while most candidates are
+never solved. Each solved problem adds its dual to the bounds of the others,
+and the network simplex is warm-started from the current potentials.
+"""
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import ot
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.utils import check_random_state
+
+from ._distance import _as_points, _as_weights, _check_method, sqeuclidean_cost
+
+__all__ = ["greedy_prototypes", "reduce_measure"]
+
+# Lower bounds within this relative gap of the best value are solved anyway, so
+# float round-off in the duals never prunes the true best candidate.
+_PRUNE_RTOL = 1e-9
+
+
+def reduce_measure(X, weights=None, n_max=1000, *, quantize=False, random_state=None):
+    """Shrink a weighted point set to at most ``n_max`` support points.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (n,), default=None
+        Non-negative masses (uniform if None). The returned masses keep the
+        same total.
+    n_max : int or None, default=1000
+        Support size cap; ``None`` keeps every point.
+    quantize : bool, default=False
+        ``False``: uniform random subsample, the kept points share the total mass
+        in proportion to their weights. ``True``: k-means (``MiniBatchKMeans``)
+        centroids, each carrying the mass of its cluster, a closer approximation
+        of the measure (the W2 between the two is the quantisation error) at the
+        price of a k-means fit.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    X_reduced : ndarray of shape (n_kept, d)
+    weights_reduced : ndarray of shape (n_kept,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Xr, wr = reduce_measure(np.arange(10.0)[:, None], n_max=4, random_state=0)
+    >>> Xr.shape, float(wr.sum())
+    ((4, 1), 10.0)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    keep = w > 0
+    X, w = X[keep], w[keep]
+    if n_max is None or X.shape[0] <= n_max:
+        return X, w
+    rng = check_random_state(random_state)
+    if quantize:
+        km = MiniBatchKMeans(
+            n_clusters=int(n_max), n_init=1, random_state=rng.randint(2**31 - 1),
+            batch_size=max(1024, 3 * int(n_max)),
+        )
+        with warnings.catch_warnings():
+            # Duplicate points can leave fewer distinct clusters than asked.
+            warnings.simplefilter("ignore")
+            labels = km.fit_predict(X, sample_weight=w)
+        mass = np.bincount(labels, weights=w, minlength=km.n_clusters)
+        used = mass > 0
+        return km.cluster_centers_[used].astype(np.float64), mass[used]
+    idx = np.sort(rng.choice(X.shape[0], size=int(n_max), replace=False))
+    w_kept = w[idx]
+    return X[idx], w_kept * (total / w_kept.sum())
+
+
+def _check_int(value, name, minimum, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _emd(a, b, M, potentials_init=None):
+    """Exact OT cost and both potentials (POT network simplex)."""
+    n_max = max(100_000, 50 * M.shape[0] * M.shape[1])
+    if potentials_init is not None and _WARM_START:
+        try:
+            cost, log = ot.emd2(a, b, M, numItermax=n_max, log=True,
+                                potentials_init=potentials_init)
+            return float(cost), log["u"], log["v"]
+        except TypeError:  # POT < 0.9.6 has no warm start
+            _disable_warm_start()
+    cost, log = ot.emd2(a, b, M, numItermax=n_max, log=True)
+    return float(cost), log["u"], log["v"]
+
+
+_WARM_START = True
+
+
+def _disable_warm_start():
+    global _WARM_START
+    _WARM_START = False
+
+
+def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
+                      target_weights=None, n_target=1000, quantize=False, n_fixed=1000,
+                      method="exact", reg=None, n_iter=None, normalize_cost=True,
+                      max_solves=None, device="auto", return_objective=False,
+                      random_state=None):
+    """Greedy Wasserstein prototypes: a subset of candidates close to a target in W2.
+
+    Adds, one at a time, the candidate ``x`` minimising
+    ``W2(uniform(X_fixed ∪ chosen ∪ {x}), target)`` with the squared Euclidean
+    ground cost (Ducoffe, thesis ch. 9; with ``X_fixed`` the labeled set, this
+    is the active-learning selection of Eq. 5.15). The thesis states an
+    approximation bound for this greedy search; its proof does not hold (see the
+    docs), so treat the result as a good heuristic. W2 along the selection
+    is not always decreasing.
+
+    Parameters
+    ----------
+    X_candidates : array-like of shape (n_candidates, ...)
+        Points to choose from; trailing dimensions are flattened.
+    X_target : array-like of shape (n_target_points, ...)
+        The distribution to match (in active learning: the whole pool, labeled
+        and unlabeled).
+    n_prototypes : int
+        How many candidates to choose, ``1 <= n_prototypes <= n_candidates``.
+    X_fixed : array-like of shape (n_fixed_points, ...), default=None
+        Points already selected (the labeled set), each with the same mass as a
+        prototype. They are not candidates.
+    target_weights : array-like of shape (n_target_points,), default=None
+        Non-negative target masses (uniform if None).
+    n_target : int or None, default=1000
+        Cap on the target support. A larger target is subsampled (uniformly,
+        seeded) or quantised (``quantize=True``) so each transport problem
+        stays small on large pools. ``None`` keeps the whole target.
+    quantize : bool, default=False
+        Replace subsampling of the target and of ``X_fixed`` by k-means centroids
+        weighted by cluster mass (see :func:`reduce_measure`).
+    n_fixed : int or None, default=1000
+        Same cap for ``X_fixed``; its total mass stays ``len(X_fixed)`` prototypes'
+        worth.
+    method : {"exact", "sinkhorn", "ipot"}, default="exact"
+        Transport solver (see :func:`skal.ot.wasserstein2`). ``"exact"`` uses a
+        lazy, warm-started search that returns the same choices as evaluating
+        every candidate; the regularised solvers evaluate every candidate.
+    reg, n_iter, normalize_cost
+        Solver settings for ``"sinkhorn"`` / ``"ipot"``. The cost is divided by
+        the maximum over all candidates, fixed points and target points, so
+        every candidate is scored with the same regularisation.
+    max_solves : int or None, default=None
+        ``"exact"`` only: cap on the transport problems solved per step. The
+        candidates are tried in order of their duality lower bound, so a cap
+        keeps the most promising ones and the step becomes an approximation.
+        ``None`` solves until the bound proves the best candidate (the
+        brute-force greedy's choice). On a digits embedding (64-D, 1,300
+        candidates, k = 10) a cap of 20 is 12x faster and ends within 1.5 % of
+        the exact greedy's W2.
+    device : str or torch.device, default="auto"
+        Where ``"sinkhorn"`` / ``"ipot"`` solve their batched problems (all
+        candidates of a step at once); ``"auto"`` picks CUDA when available.
+        The exact solver always runs on CPU.
+    return_objective : bool, default=False
+        Also return W2 after each selection (exact, or the solver's estimate).
+    random_state : int, RandomState instance or None
+        Seeds the target / fixed-set reduction.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_prototypes,)
+        Distinct indices into ``X_candidates``, in selection order.
+    objective : ndarray of shape (n_prototypes,)
+        Only with ``return_objective=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(0, 0.1, (30, 2)), rng.normal(5, 0.1, (10, 2))])
+    >>> idx = greedy_prototypes(X, X, 4, random_state=0)
+    >>> int((idx < 30).sum())  # 3 of 4 prototypes in the 3x larger cluster
+    3
+    """
+    Xc = _as_points(X_candidates, "X_candidates")
+    Xt = _as_points(X_target, "X_target")
+    if Xt.shape[1] != Xc.shape[1]:
+        raise ValueError(
+            f"X_target has {Xt.shape[1]} features, X_candidates has {Xc.shape[1]}."
+        )
+    n_prototypes = _check_int(n_prototypes, "n_prototypes", 1)
+    if n_prototypes > Xc.shape[0]:
+        raise ValueError(
+            f"n_prototypes={n_prototypes} is larger than the number of candidates "
+            f"({Xc.shape[0]})."
+        )
+    n_target = _check_int(n_target, "n_target", 1, allow_none=True)
+    n_fixed = _check_int(n_fixed, "n_fixed", 1, allow_none=True)
+    max_solves = _check_int(max_solves, "max_solves", 1, allow_none=True)
+    reg, n_iter = _check_method(method, reg, n_iter)
+    wt = _as_weights(target_weights, Xt.shape[0], "target_weights")
+    rng = check_random_state(random_state)
+
+    Xt, wt = reduce_measure(Xt, wt, n_target, quantize=quantize, random_state=rng)
+    b = wt / wt.sum()
+    if X_fixed is not None and np.asarray(X_fixed).shape[0] > 0:
+        Xf = _as_points(X_fixed, "X_fixed")
+        if Xf.shape[1] != Xc.shape[1]:
+            raise ValueError(
+                f"X_fixed has {Xf.shape[1]} features, X_candidates has {Xc.shape[1]}."
+            )
+        Xf, mass_f = reduce_measure(Xf, None, n_fixed, quantize=quantize, random_state=rng)
+    else:
+        Xf, mass_f = np.empty((0, Xc.shape[1])), np.empty(0)
+
+    # Every transport problem is a row subset of these two matrices.
+    C_cand = sqeuclidean_cost(Xc, Xt)
+    C_fixed = sqeuclidean_cost(Xf, Xt)
+    scale = max(C_cand.max(), C_fixed.max() if C_fixed.size else 0.0)
+
+    if method == "exact":
+        chosen, objective = _greedy_exact(C_cand, C_fixed, mass_f, b, n_prototypes, max_solves)
+    else:
+        chosen, objective = _greedy_regularised(
+            C_cand, C_fixed, mass_f, b, n_prototypes, method, reg, n_iter,
+            normalize_cost, scale, device,
+        )
+    chosen = np.asarray(chosen, dtype=np.int64)
+    if return_objective:
+        return chosen, np.sqrt(np.maximum(np.asarray(objective), 0.0))
+    return chosen
+
+
+def _better(value, idx, best_value, best_idx):
+    """Strictly lower cost wins; ties (to round-off) go to the lower index."""
+    tol = _PRUNE_RTOL * max(1.0, abs(best_value))
+    if value < best_value - tol:
+        return True
+    return abs(value - best_value) <= tol and idx < best_idx
+
+
+def _greedy_exact(C_cand, C_fixed, mass_f, b, k, max_solves=None):
+    n_cand = C_cand.shape[0]
+    available = np.ones(n_cand, dtype=bool)
+    chosen, objective = [], []
+    g = None  # target potential of the current selection's optimal plan
+    f_cur = None  # its source potential on the current support
+    for _ in range(k):
+        rows = np.vstack([C_fixed, C_cand[chosen]]) if chosen else C_fixed
+        counts = np.concatenate([mass_f, np.ones(len(chosen))])
+        total = counts.sum() + 1.0
+        a = np.append(counts, 1.0) / total
+        cand = np.flatnonzero(available)
+
+        if rows.shape[0] == 0:
+            # A single point carries all the mass: its cost is its mean cost to the target.
+            values = C_cand[cand] @ b
+            j = cand[np.lexsort((cand, values))[0]]
+            chosen.append(int(j))
+            objective.append(float(values[cand == j][0]))
+            available[j] = False
+            g = None
+            continue
+
+        # Lower bounds from the current optimum's dual: weak duality, with the
+        # c-transform making (f, g) feasible for every support point.
+        if g is None:
+            _, f_cur, g = _emd(counts / counts.sum(), b, rows)
+        C_av = C_cand[cand]
+        f_cand = np.min(C_av - g[None, :], axis=1)
+        lower = (counts @ np.min(rows - g[None, :], axis=1) + g @ b * total + f_cand) / total
+        solved = np.zeros(cand.shape[0], dtype=bool)
+        n_solved = 0
+        best_value, best_idx, best_g = np.inf, -1, None
+        while not solved.all():
+            # Next: the unsolved candidate with the lowest bound (ties -> lowest index).
+            pos = int(np.argmin(np.where(solved, np.inf, lower)))
+            threshold = best_value + _PRUNE_RTOL * max(1.0, abs(best_value))
+            if best_g is not None and (lower[pos] > threshold or n_solved == max_solves):
+                break
+            j = int(cand[pos])
+            solved[pos] = True
+            n_solved += 1
+            # Warm start: the current potentials, extended to the new point by c-transform.
+            init = (np.append(f_cur, f_cand[pos]), g)
+            value, _, g_new = _emd(a, b, np.vstack([rows, C_av[pos]]), potentials_init=init)
+            if best_g is None or _better(value, j, best_value, best_idx):
+                best_value, best_idx, best_g = value, j, g_new
+            # The new dual bounds the other candidates too; tightening the
+            # contenders (bound below the best value) prunes more of the queue.
+            open_ = np.flatnonzero(~solved & (lower <= best_value))
+            if open_.size:
+                base = counts @ np.min(rows - g_new[None, :], axis=1) + g_new @ b * total
+                lower2 = (base + np.min(C_av[open_] - g_new[None, :], axis=1)) / total
+                lower[open_] = np.maximum(lower[open_], lower2)
+        chosen.append(best_idx)
+        objective.append(best_value)
+        available[best_idx] = False
+        g = best_g
+        f_cur = np.min(np.vstack([rows, C_cand[best_idx]]) - g[None, :], axis=1)
+    return chosen, objective
+
+
+# Largest exponent of the Gibbs kernel the scaling (matmul) solvers take: the
+# kernel exp(-x) then stays above ~1e-87 and its scalings far inside float64.
+_MAX_KERNEL_EXPONENT = 200.0
+
+
+def _batched_regularised(rows, cand_rows, a, b, method, reg, n_iter, device,
+                         chunk_elems=4_000_000):
+    """Transport costs of many problems sharing all source rows but the last.
+
+    Problem ``c`` has cost matrix ``vstack([rows, cand_rows[c]])`` (already
+    normalised), source ``a`` and target ``b``; all are solved together with
+    torch. When the kernel cannot underflow (``1/reg`` for Sinkhorn,
+    ``n_iter/beta`` for IPOT below ``_MAX_KERNEL_EXPONENT``) the scaling form
+    is used: the shared rows make each iteration two batched matrix products,
+    O(n m B) multiply-adds and only O((n + B) m) exponentials. Otherwise (or if
+    it overflows) the log-domain form, O(n m B) exponentials. Returns <M, T>.
+    """
+    import torch
+
+    from ..nets import resolve_device
+
+    device = resolve_device(device)
+    kw = {"dtype": torch.float64, "device": device}
+    n_shared, m = rows.shape
+    per_chunk = max(1, chunk_elems // ((n_shared + 1) * m))
+    rows_t = torch.as_tensor(rows, **kw)
+    a_t = torch.as_tensor(a, **kw)
+    b_t = torch.as_tensor(b, **kw)
+    exponent = 1.0 / reg if method == "sinkhorn" else n_iter / reg
+    out = np.empty(cand_rows.shape[0])
+    for start in range(0, cand_rows.shape[0], per_chunk):
+        last = torch.as_tensor(cand_rows[start:start + per_chunk], **kw)
+        values = None
+        if exponent <= _MAX_KERNEL_EXPONENT:
+            solver = _sinkhorn_scaling if method == "sinkhorn" else _ipot_scaling
+            values = solver(rows_t, last, a_t, b_t, reg, n_iter)
+            if not torch.isfinite(values).all():
+                values = None
+        if values is None:
+            values = _log_domain(rows_t, last, a_t, b_t, method, reg, n_iter)
+        out[start:start + last.shape[0]] = values.cpu().numpy()
+    return out
+
+
+def _sinkhorn_scaling(Cr, Cl, a, b, reg, n_iter):
+    """Batched Sinkhorn, u/v scalings; rows Cr (n_s, m) shared, last rows Cl (B, m)."""
+    import torch
+
+    Kr, Kl = torch.exp(-Cr / reg), torch.exp(-Cl / reg)
+    a_s, a_l = a[:-1], a[-1]
+    B = Cl.shape[0]
+    # POT's order (sinkhorn_log): u = 1, then v, u alternately; rows end exact.
+    U_r = torch.ones(B, Cr.shape[0], dtype=Cl.dtype, device=Cl.device)
+    U_l = torch.ones(B, dtype=Cl.dtype, device=Cl.device)
+    for it in range(n_iter):
+        V = b / (U_r @ Kr + Kl * U_l[:, None])
+        U_r = a_s / (V @ Kr.T)
+        U_l = a_l / (Kl * V).sum(1)
+        if it % 10 == 0:
+            # Stop as POT does, once the target marginal is met.
+            err = ((U_r @ Kr + Kl * U_l[:, None]) * V - b).abs().sum(1)
+            if err.max() < 1e-9:
+                break
+    return ((U_r @ (Kr * Cr)) * V).sum(1) + U_l * (Kl * Cl * V).sum(1)
+
+
+def _ipot_scaling(Cr, Cl, a, b, beta, n_iter):
+    """Batched IPOT (see :func:`skal.ot.ipot`) in scaling form.
+
+    After t proximal steps the plan is diag(P) exp(-t C / beta) diag(R): the
+    kernel power is shared by all candidates, the scalings P, R are not.
+    """
+    import torch
+
+    Gr, Gl = torch.exp(-Cr / beta), torch.exp(-Cl / beta)
+    Kr, Kl = torch.ones_like(Cr), torch.ones_like(Cl)
+    B, m = Cl.shape
+    n_s = Cr.shape[0]
+    a_s, a_l = a[:-1], a[-1]
+    P_r = torch.ones(B, n_s, dtype=Cl.dtype, device=Cl.device)
+    P_l = torch.ones(B, dtype=Cl.dtype, device=Cl.device)
+    R = torch.ones_like(Cl)
+    v = torch.full_like(Cl, 1.0 / m)
+    for _ in range(n_iter):
+        Kr, Kl = Kr * Gr, Kl * Gl  # exp(-t C / beta)
+        Rv = R * v
+        x_r = a_s / (P_r * (Rv @ Kr.T))
+        x_l = a_l / (P_l * (Kl * Rv).sum(1))
+        P_r, P_l = P_r * x_r, P_l * x_l
+        v = b / (R * (P_r @ Kr + Kl * P_l[:, None]))
+        R = R * v
+        # The split of scale between P and R is free; keep it balanced so the
+        # products never leave float64.
+        s = torch.sqrt(R.amax(1) / torch.maximum(P_r.amax(1) if n_s else P_l, P_l))
+        P_r, P_l, R = P_r * s[:, None], P_l * s, R / s[:, None]
+    return ((P_r @ (Kr * Cr)) * R).sum(1) + P_l * (Kl * Cl * R).sum(1)
+
+
+def _log_domain(Cr, Cl, a, b, method, reg, n_iter):
+    """Batched log-domain Sinkhorn / IPOT: safe for any ``reg``, O(n m B) exps."""
+    import torch
+
+    B, m = Cl.shape
+    M = torch.cat([Cr.expand(B, *Cr.shape), Cl[:, None, :]], dim=1)
+    log_K = -M / reg
+    log_a, log_b = torch.log(a), torch.log(b)
+    if method == "sinkhorn":
+        log_u = torch.zeros(B, M.shape[1], dtype=M.dtype, device=M.device)
+        for it in range(n_iter):
+            log_v = log_b - torch.logsumexp(log_K + log_u[:, :, None], dim=1)
+            log_u = log_a - torch.logsumexp(log_K + log_v[:, None, :], dim=2)
+            if it % 10 == 0:
+                col = torch.logsumexp(log_K + log_u[:, :, None] + log_v[:, None, :], dim=1)
+                if (col.exp() - b).abs().sum(1).max() < 1e-9:
+                    break
+        log_T = log_u[:, :, None] + log_K + log_v[:, None, :]
+    else:
+        log_T = torch.zeros_like(M)
+        log_v = torch.full_like(Cl, -float(np.log(m)))
+        for _ in range(n_iter):
+            log_Q = log_K + log_T
+            log_u = log_a - torch.logsumexp(log_Q + log_v[:, None, :], dim=2)
+            log_v = log_b - torch.logsumexp(log_Q + log_u[:, :, None], dim=1)
+            log_T = log_u[:, :, None] + log_Q + log_v[:, None, :]
+    return (log_T.exp() * M).sum(dim=(1, 2))
+
+
+def _greedy_regularised(C_cand, C_fixed, mass_f, b, k, method, reg, n_iter,
+                        normalize_cost, scale, device):
+    if not normalize_cost or not scale > 0:
+        scale = 1.0
+    C_cand, C_fixed = C_cand / scale, C_fixed / scale
+    n_cand = C_cand.shape[0]
+    available = np.ones(n_cand, dtype=bool)
+    chosen, objective = [], []
+    for _ in range(k):
+        rows = np.vstack([C_fixed, C_cand[chosen]]) if chosen else C_fixed
+        counts = np.concatenate([mass_f, np.ones(len(chosen))])
+        a = np.append(counts, 1.0) / (counts.sum() + 1.0)
+        cand = np.flatnonzero(available)
+        with np.errstate(all="ignore"):
+            values = _batched_regularised(rows, C_cand[cand], a, b, method, reg, n_iter,
+                                          device)
+        # Non-finite scores (solver overflow) are skipped, never chosen.
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise FloatingPointError(
+                f"every {method} transport cost was non-finite; raise reg or keep "
+                "normalize_cost=True."
+            )
+        values = np.where(finite, values, np.inf)
+        pos = int(np.argmin(values))  # ties -> lowest index
+        chosen.append(int(cand[pos]))
+        objective.append(float(values[pos]) * scale)
+        available[cand[pos]] = False
+    return chosen, objective

@@ -1,7 +1,6 @@
 """WAAL: training objective (skal.models.WAALClassifier) and query (WAAL strategy)."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest

@@ -15,6 +15,7 @@ __all__ = [
     "predict_logits",
     "predict_proba",
     "embed",
+    "features",
     "last_linear",
 ]
 
@@ -332,3 +333,55 @@ def embed(estimator, X, *, batch_size=None):
     finally:
         handle.remove()
     return out
+
+
+def features(estimator, X, embedding="auto", *, batch_size=None):
+    """Feature vectors of ``X`` for distance-based strategies (core-set, Wasserstein).
+
+    Parameters
+    ----------
+    estimator : object
+        See :func:`get_net`; only used for ``"model"`` (and ``"auto"``).
+    X : array-like of shape (n_samples, ...)
+    embedding : {"auto", "model", "input"}, fitted transformer or callable, default="auto"
+        ``"model"``: :func:`embed` (penultimate layer of the net); ``"input"``:
+        the flattened inputs; ``"auto"``: the model's when ``estimator`` is a
+        fitted torch net, else the inputs; a fitted transformer (anything with
+        ``transform``) or a callable is applied to ``X``.
+    batch_size : int or None, default=None
+        Inference batch size for ``"model"``.
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, n_features), float64
+
+    Examples
+    --------
+    >>> features(None, np.zeros((3, 1, 2, 2)), "input").shape
+    (3, 4)
+    """
+    if isinstance(embedding, str):
+        if embedding not in ("auto", "model", "input"):
+            raise ValueError(
+                "embedding must be 'auto', 'model', 'input', a transformer or a callable, "
+                f"got {embedding!r}."
+            )
+        mode = embedding
+        if mode == "auto":
+            try:
+                get_net(estimator)
+                mode = "model"
+            except (TypeError, NotFittedError):
+                mode = "input"
+        Z = embed(estimator, X, batch_size=batch_size) if mode == "model" else X
+    elif hasattr(embedding, "transform"):
+        Z = embedding.transform(X)
+    elif callable(embedding):
+        Z = embedding(X)
+    else:
+        raise ValueError(
+            "embedding must be 'auto', 'model', 'input', a transformer (with transform) or a "
+            f"callable, got {type(embedding).__name__}."
+        )
+    Z = np.asarray(Z, dtype=np.float64)
+    return Z.reshape(Z.shape[0], -1)

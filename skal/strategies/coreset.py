@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ..base import QueryStrategy
-from ..nets import embed, get_net
+from ..nets import features
 
 # Rows per block when computing distances, so memory stays O(pool).
 _BLOCK_ELEMENTS = 1 << 20
@@ -85,7 +85,8 @@ class CoreSet(QueryStrategy):
 
     Parameters
     ----------
-    embedding : {"auto", "model", "input"}, default="auto"
+    embedding : {"auto", "model", "input"}, transformer or callable, default="auto"
+        The space distances are measured in (see :func:`skal.nets.features`):
         ``"model"``: penultimate-layer features of the net; ``"input"``: the
         flattened inputs; ``"auto"``: the model's when it is a torch net.
     batch_size : int or None, default=None
@@ -105,23 +106,11 @@ class CoreSet(QueryStrategy):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def _embed(self, estimator, X):
-        mode = self.embedding
-        if mode not in ("auto", "model", "input"):
-            raise ValueError(f"embedding must be 'auto', 'model' or 'input', got {mode!r}.")
-        if mode == "auto":
-            try:
-                get_net(estimator)
-                mode = "model"
-            except TypeError:
-                mode = "input"
-        if mode == "model":
-            return embed(estimator, X, batch_size=self.batch_size)
-        return np.asarray(X, dtype=np.float64).reshape(X.shape[0], -1)
-
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
-        pool = self._embed(estimator, X_pool)
-        centers = None if X_labeled is None else self._embed(estimator, X_labeled)
+        pool = features(estimator, X_pool, self.embedding, batch_size=self.batch_size)
+        centers = None
+        if X_labeled is not None:
+            centers = features(estimator, X_labeled, self.embedding, batch_size=self.batch_size)
         return k_center_greedy(
             pool, n_instances, X_centers=centers, random_state=self.random_state
         )

@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import QueryStrategy, candidate_subset, check_pool
-from ..nets import embed, get_net
+from ..nets import features
 from ..ot._distance import _METHODS
 from ..ot._prototypes import greedy_prototypes
 
@@ -58,24 +58,9 @@ class _WassersteinSelector(QueryStrategy):
     def _features(self, estimator, X, X_fit):
         """Features of ``X``; ``X_fit()`` fits an unfitted transformer the first time."""
         emb = self.embedding
-        if isinstance(emb, str):
-            mode = emb
-            if mode == "auto":
-                try:
-                    get_net(estimator)
-                    mode = "model"
-                except (TypeError, NotFittedError):
-                    mode = "input"
-            if mode == "model":
-                Z = embed(estimator, X, batch_size=self.batch_size)
-            else:
-                Z = X
-        elif hasattr(emb, "transform"):
-            Z = self._fitted_transformer(X_fit).transform(X)
-        else:
-            Z = emb(X)
-        Z = np.asarray(Z, dtype=np.float64)
-        return Z.reshape(Z.shape[0], -1)
+        if hasattr(emb, "transform"):
+            emb = self._fitted_transformer(X_fit)
+        return features(estimator, X, emb, batch_size=self.batch_size)
 
     def _fitted_transformer(self, X_fit):
         # A transformer given fitted is used as is. An unfitted one (e.g. after

@@ -309,15 +309,31 @@ class ScoreBasedStrategy(QueryStrategy):
     ``n_candidates`` parameter, only a random subset of that size is scored.
     """
 
-    def utilities(self, estimator, X_pool):
+    def utilities(self, estimator, X_pool, *, X_labeled=None, y_labeled=None):
         """Utility of every sample of ``X_pool`` (higher = more useful to label).
+
+        Parameters
+        ----------
+        estimator : estimator
+            As in :meth:`query`.
+        X_pool : array-like of shape (n_samples, ...)
+        X_labeled, y_labeled : array-like, default=None
+            The labeled set, for strategies whose scores depend on it.
 
         Returns
         -------
         utilities : ndarray of shape (n_samples,)
         """
         X_pool = check_pool(X_pool)
+        self._prepare(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         return self._checked_utilities(estimator, X_pool)
+
+    def _prepare(self, estimator, X_pool, *, X_labeled=None, y_labeled=None):
+        """Build what scoring needs beyond (model, chunk) before the pool is scored.
+
+        The default does nothing. DQBC builds its committee here (fine-tuned on
+        the labeled set), so ``_utilities`` stays a function of (model, chunk).
+        """
 
     def _checked_utilities(self, estimator, X):
         u = np.asarray(self._utilities(estimator, X), dtype=float).ravel()
@@ -333,6 +349,7 @@ class ScoreBasedStrategy(QueryStrategy):
         raise NotImplementedError
 
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
+        self._prepare(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         candidates = candidate_subset(
             X_pool.shape[0],
             getattr(self, "n_candidates", None),

@@ -2,6 +2,7 @@
 
 from .balnet import BALNet
 from .bayesian import BALD
+from .committee import DQBC, QueryByCommittee
 from .coreset import CoreSet
 from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
@@ -9,5 +10,5 @@ from .uncertainty import UncertaintySampling
 from .waal import WAAL
 from .wasserstein import WassersteinDiversity, WassersteinPrototypes
 
-__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "EGL", "RandomSampling", "UncertaintySampling",
+__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "QueryByCommittee", "RandomSampling", "UncertaintySampling",
            "WAAL", "WassersteinDiversity", "WassersteinPrototypes"]

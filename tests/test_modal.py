@@ -7,7 +7,16 @@ with scikit-learn 1.7.x: ``python -m pytest -m modal tests/test_modal.py``.
 import numpy as np
 import pytest
 
-from skal import BALD, CoreSet, RandomSampling, UncertaintySampling
+from skal import (
+    BALD,
+    DFAL,
+    DQBC,
+    BALNet,
+    CoreSet,
+    RandomSampling,
+    UncertaintySampling,
+    WassersteinPrototypes,
+)
 from skal.nets import cnn_classifier
 
 modAL = pytest.importorskip("modAL")
@@ -25,7 +34,9 @@ class _CountingEntropy(UncertaintySampling):
 @pytest.mark.parametrize(
     "strategy",
     [UncertaintySampling(), BALD(n_passes=3, random_state=0), CoreSet(),
-     RandomSampling(random_state=0)],
+     RandomSampling(random_state=0), DQBC(n_members=3, finetune_epochs=1, random_state=0),
+     DFAL(max_iter=5, n_candidates=60), BALNet(n_candidates=60, random_state=0),
+     WassersteinPrototypes(random_state=0)],
     ids=lambda s: type(s).__name__,
 )
 def test_skal_strategy_in_modal_loop(strategy, digits_split):

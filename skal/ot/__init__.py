@@ -11,6 +11,7 @@ Flat functions with plain arrays in and out, like POT's ``ot.emd2``:
 The MIP Wasserstein core-set lives in :mod:`skal.ot.mip`.
 """
 
+from . import mip
 from ._distance import ipot, sqeuclidean_cost, wasserstein2
 from ._dwe import DeepWassersteinEmbedding, grid_cost, make_w2_pairs, w2_squared_pairs
 from ._prototypes import greedy_prototypes, reduce_measure
@@ -21,6 +22,7 @@ __all__ = [
     "grid_cost",
     "ipot",
     "make_w2_pairs",
+    "mip",
     "reduce_measure",
     "sqeuclidean_cost",
     "w2_squared_pairs",

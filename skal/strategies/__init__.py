@@ -9,6 +9,8 @@ from .random import RandomSampling
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
 from .wasserstein import WassersteinDiversity, WassersteinPrototypes
+from .wasserstein_coreset import KMedoidsCoreSet, WassersteinCoreSet
 
-__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "QueryByCommittee", "RandomSampling", "UncertaintySampling",
-           "WAAL", "WassersteinDiversity", "WassersteinPrototypes"]
+__all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "KMedoidsCoreSet", "QueryByCommittee", "RandomSampling", "UncertaintySampling",
+           "WAAL", "WassersteinCoreSet", "WassersteinDiversity",
+           "WassersteinPrototypes"]

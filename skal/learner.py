@@ -294,11 +294,6 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return self.classes_[self.predict_proba(X).argmax(axis=1)]
         return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.int64)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
 
 class ActiveLearningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """A simulated active-learning loop packaged as a classifier.

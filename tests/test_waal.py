@@ -433,3 +433,10 @@ def test_waal_in_grid_search(digits):
     search.fit(X[:160], y[:160])
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.learner_.estimator_.n_unlabeled_ > 0
+
+
+def test_other_optimizers_do_not_get_sgd_momentum(digits):
+    X, y = digits
+    net = _net(optimizer=torch.optim.Adam, lr=3e-3).fit(*_semi(X[:60], y[:60], X[60:120]))
+    assert isinstance(net.optimizer_, torch.optim.Adam)
+    assert _net().get_params()["optimizer__momentum"] == 0.5

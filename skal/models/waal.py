@@ -682,7 +682,9 @@ class WAALClassifier(NeuralNetClassifier):
         max_epochs=80,
         **kwargs,
     ):
-        kwargs.setdefault("optimizer__momentum", 0.5)
+        if optimizer is torch.optim.SGD:
+            # The paper's SGD momentum; other optimizers may not take it.
+            kwargs.setdefault("optimizer__momentum", 0.5)
         kwargs.setdefault("iterator_train__shuffle", True)
         # Set before skorch's __init__: afterwards skorch refuses to store a torch
         # module instance outside its initialize_* methods.

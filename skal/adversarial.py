@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 import torch
 
+from .base import check_int
 from .nets import eval_mode
 
 __all__ = ["deepfool"]
@@ -39,16 +40,6 @@ def _check_norm(norm):
         if norm == np.inf:
             return np.inf
     raise ValueError(f"norm must be 2 or np.inf, got {norm!r}.")
-
-
-def _check_int(value, name, minimum, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
-        raise ValueError(f"{name} must be an int, got {value!r}.")  # noqa: TRY004 (sklearn-style)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _module_dtype_device(module):
@@ -202,14 +193,14 @@ def deepfool(
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-    max_iter = _check_int(max_iter, "max_iter", 1)
+    max_iter = check_int(max_iter, "max_iter", 1)
     if not isinstance(overshoot, numbers.Real) or isinstance(overshoot, bool) or not (
         0 <= overshoot < np.inf
     ):
         raise ValueError(f"overshoot must be a finite float >= 0, got {overshoot!r}.")
     norm = _check_norm(norm)
-    n_classes = _check_int(n_classes, "n_classes", 2, allow_none=True)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    n_classes = check_int(n_classes, "n_classes", 2, allow_none=True)
+    batch_size = check_int(batch_size, "batch_size", 1)
 
     is_tensor = isinstance(X, torch.Tensor)
     if not is_tensor:

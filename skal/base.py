@@ -18,6 +18,7 @@ __all__ = [
     "candidate_subset",
     "check_pool",
     "check_n_instances",
+    "check_int",
     "accepts_unlabeled",
     "with_unlabeled_tag",
 ]
@@ -59,6 +60,33 @@ def check_pool(X_pool, *, name="X_pool"):
     if X_pool.dtype == object:
         raise ValueError(f"{name} must be numeric, got an object array.")
     return X_pool
+
+
+def check_int(value, name, minimum=1, *, allow_none=False):
+    """Validate an integer hyperparameter and return it as an ``int``.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        Used in the error message.
+    minimum : int, default=1
+    allow_none : bool, default=False
+        Accept (and return) ``None``.
+
+    Examples
+    --------
+    >>> check_int(3, "n_passes")
+    3
+    >>> check_int(None, "n_candidates", allow_none=True) is None
+    True
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "an int or None" if allow_none else "an int"
+        raise ValueError(f"{name} must be >= {minimum} ({kind}), got {value!r}.")
+    return int(value)
 
 
 def check_n_instances(n_instances, n_pool):

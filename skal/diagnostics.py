@@ -18,7 +18,6 @@ All subsample large inputs (seeded) so a call stays well under a second.
 
 import warnings
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 from scipy import linalg
@@ -32,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
+from .base import check_int
 from .ot._distance import _as_points, wasserstein2
 
 __all__ = [
@@ -63,13 +63,6 @@ class TwoSampleTestResult:
     pvalue: float
     n_test: int
     n_per_sample: int
-
-
-def _check_pos_int(value, name, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
 
 def _subsample(X, n, rng):
@@ -123,7 +116,7 @@ def two_sample_test(A, B, *, classifier="knn", test_size=0.5, max_samples=1000,
     B = _as_points(B, "B")
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"A has {A.shape[1]} features, B has {B.shape[1]}.")
-    _check_pos_int(max_samples, "max_samples", allow_none=True)
+    check_int(max_samples, "max_samples", allow_none=True)
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size!r}.")
     rng = check_random_state(random_state)
@@ -204,7 +197,7 @@ def labeled_pool_distance(X_labeled, X_pool, *, include_labeled=True, max_sample
     P = _as_points(X_pool, "X_pool")
     if L.shape[1] != P.shape[1]:
         raise ValueError(f"X_labeled has {L.shape[1]} features, X_pool has {P.shape[1]}.")
-    _check_pos_int(max_samples, "max_samples", allow_none=True)
+    check_int(max_samples, "max_samples", allow_none=True)
     rng = check_random_state(random_state)
     target = np.concatenate([P, L]) if include_labeled else P
     if max_samples is not None:

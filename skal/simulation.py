@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 
+from .base import check_int
+
 __all__ = [
     "SimulationResult",
     "SimulationResults",
@@ -524,9 +526,9 @@ def simulate(
     >>> print(runs.table())  # doctest: +SKIP
     """
     X, y, X_test, y_test = _check_data(X, y, X_test, y_test)
-    n_initial = _check_int(n_initial, "n_initial", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    n_queries = _check_int(n_queries, "n_queries", 0)
+    n_initial = check_int(n_initial, "n_initial", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    n_queries = check_int(n_queries, "n_queries", 0)
     budget = n_initial + batch_size * n_queries
     if n_initial >= len(X) and n_queries > 0:
         raise ValueError(f"n_initial={n_initial} leaves no pool: X has {len(X)} samples.")
@@ -546,7 +548,7 @@ def simulate(
     if missing.size:
         raise ValueError(f"y_test has labels {missing.tolist()} that are not in classes.")
     if diagnostics:
-        _check_int(diagnostics_max_samples, "diagnostics_max_samples", 2)
+        check_int(diagnostics_max_samples, "diagnostics_max_samples", 2)
     config = {
         "n_initial": n_initial,
         "batch_size": batch_size,
@@ -823,14 +825,6 @@ def _to_record(value):
 
 # ---------------------------------------------------------------------------
 # Validation and small helpers
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _as_array(A, name):

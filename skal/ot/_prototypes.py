@@ -15,13 +15,13 @@ and the network simplex is warm-started from the current potentials.
 """
 
 import warnings
-from numbers import Integral
 
 import numpy as np
 import ot
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 
+from ..base import check_int
 from ._distance import _as_points, _as_weights, _check_method, sqeuclidean_cost
 
 __all__ = ["greedy_prototypes", "reduce_measure"]
@@ -86,14 +86,6 @@ def reduce_measure(X, weights=None, n_max=1000, *, quantize=False, random_state=
     idx = np.sort(rng.choice(X.shape[0], size=int(n_max), replace=False))
     w_kept = w[idx]
     return X[idx], w_kept * (total / w_kept.sum())
-
-
-def _check_int(value, name, minimum, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def _emd(a, b, M, potentials_init=None):
@@ -204,15 +196,15 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
         raise ValueError(
             f"X_target has {Xt.shape[1]} features, X_candidates has {Xc.shape[1]}."
         )
-    n_prototypes = _check_int(n_prototypes, "n_prototypes", 1)
+    n_prototypes = check_int(n_prototypes, "n_prototypes", 1)
     if n_prototypes > Xc.shape[0]:
         raise ValueError(
             f"n_prototypes={n_prototypes} is larger than the number of candidates "
             f"({Xc.shape[0]})."
         )
-    n_target = _check_int(n_target, "n_target", 1, allow_none=True)
-    n_fixed = _check_int(n_fixed, "n_fixed", 1, allow_none=True)
-    max_solves = _check_int(max_solves, "max_solves", 1, allow_none=True)
+    n_target = check_int(n_target, "n_target", 1, allow_none=True)
+    n_fixed = check_int(n_fixed, "n_fixed", 1, allow_none=True)
+    max_solves = check_int(max_solves, "max_solves", 1, allow_none=True)
     reg, n_iter = _check_method(method, reg, n_iter)
     wt = _as_weights(target_weights, Xt.shape[0], "target_weights")
     rng = check_random_state(random_state)

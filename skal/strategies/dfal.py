@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from ..adversarial import _check_norm, deepfool
-from ..base import ScoreBasedStrategy, candidate_subset, top_k
+from ..base import ScoreBasedStrategy, candidate_subset, check_int, top_k
 from ..nets import eval_mode, get_net, predict_proba, to_logits
 from .uncertainty import _MEASURES, uncertainty
 
@@ -81,14 +81,6 @@ def _row_keys(X, dtype):
     if X.shape[0] == 0:
         return []
     return [row.tobytes() for row in X.reshape(X.shape[0], -1)]
-
-
-def _check_positive_int(value, name, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
-                         f"got {value!r}.")
 
 
 class DFAL(ScoreBasedStrategy):
@@ -182,7 +174,7 @@ class DFAL(ScoreBasedStrategy):
         plus the pipeline transform. Only the best rows' perturbations are kept,
         so memory does not grow with the pool.
         """
-        _check_positive_int(self.batch_size, "batch_size")
+        check_int(self.batch_size, "batch_size", allow_none=True)
         norm = _check_norm(self.norm)
         net, transform = get_net(estimator)
         module = _Logits(net)
@@ -401,7 +393,7 @@ class CEAL(ScoreBasedStrategy):
             0 <= self.delta < np.inf
         ):
             raise ValueError(f"delta must be a finite float >= 0, got {self.delta!r}.")
-        _check_positive_int(self.batch_size, "batch_size")
+        check_int(self.batch_size, "batch_size", allow_none=True)
 
     def _utilities(self, estimator, X):
         self._check_params()
@@ -503,7 +495,7 @@ class EGL(ScoreBasedStrategy):
         self.random_state = random_state
 
     def _utilities(self, estimator, X):
-        _check_positive_int(self.batch_size, "batch_size")
+        check_int(self.batch_size, "batch_size", allow_none=True)
         net, transform = get_net(estimator)
         Xt = np.asarray(transform(X))
         module = net.module_

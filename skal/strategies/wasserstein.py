@@ -18,19 +18,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import QueryStrategy, candidate_subset, check_pool
+from ..base import QueryStrategy, candidate_subset, check_int, check_pool
 from ..nets import features
 from ..ot._distance import _METHODS
 from ..ot._prototypes import greedy_prototypes
 
 __all__ = ["WassersteinDiversity", "WassersteinPrototypes"]
-
-
-def _check_optional_int(value, name, minimum=1):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum} or None, got {value!r}.")
 
 
 class _WassersteinSelector(QueryStrategy):
@@ -51,9 +44,9 @@ class _WassersteinSelector(QueryStrategy):
             )
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}.")
-        _check_optional_int(self.n_target, "n_target")
-        _check_optional_int(self.n_fixed, "n_fixed")
-        _check_optional_int(self.max_solves, "max_solves")
+        check_int(self.n_target, "n_target", allow_none=True)
+        check_int(self.n_fixed, "n_fixed", allow_none=True)
+        check_int(self.max_solves, "max_solves", allow_none=True)
 
     def _features(self, estimator, X, X_fit):
         """Features of ``X``; ``X_fit()`` fits an unfitted transformer the first time."""

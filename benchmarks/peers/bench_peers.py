@@ -54,6 +54,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.bench_deepfool import deepfool_per_sample  # noqa: E402
+from benchmarks.label_efficiency import _reset_peak_rss, _status_mib  # noqa: E402
 from skal.nets import cnn_classifier, embed, resolve_device  # noqa: E402
 from skal.strategies.bayesian import BALD  # noqa: E402
 from skal.strategies.coreset import CoreSet  # noqa: E402
@@ -61,26 +62,6 @@ from skal.strategies.dfal import DFAL  # noqa: E402
 from skal.strategies.uncertainty import UncertaintySampling  # noqa: E402
 
 # --------------------------------------------------------------------------- measuring
-
-
-def _status_mib(key):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _glibc():
@@ -125,7 +106,7 @@ def measure(fn, repeats, cuda):
         fn()
         torch.cuda.synchronize()
         mib = (torch.cuda.max_memory_allocated() - base) / 2**20
-    elif _reset_peak():
+    elif _reset_peak_rss():
         start = _status_mib("VmRSS")
         fn()
         mib = max(_status_mib("VmHWM") - start, 0.0)

@@ -19,6 +19,7 @@ __all__ = [
     "check_pool",
     "check_n_instances",
     "check_int",
+    "check_taught",
     "accepts_unlabeled",
     "with_unlabeled_tag",
 ]
@@ -106,6 +107,26 @@ def check_n_instances(n_instances, n_pool):
             f"n_instances={n_instances} is larger than the pool ({n_pool} samples)."
         )
     return int(n_instances)
+
+
+def check_taught(X_queried, y_queried):
+    """``(X_queried, y_queried)`` as arrays with as many labels as samples.
+
+    The input check of :meth:`QueryStrategy.augment`.
+
+    Examples
+    --------
+    >>> X, y = check_taught([[0.0], [1.0]], [3, 4])
+    >>> X.shape, y.tolist()
+    ((2, 1), [3, 4])
+    """
+    X_queried = np.asarray(X_queried)
+    y_queried = np.asarray(y_queried)
+    if len(X_queried) != len(y_queried):
+        raise ValueError(
+            f"X_queried has {len(X_queried)} rows but y_queried has {len(y_queried)}."
+        )
+    return X_queried, y_queried
 
 
 def top_k(scores, k):
@@ -324,8 +345,7 @@ class QueryStrategy(BaseEstimator):
         -------
         X_extra, y_extra : ndarray
         """
-        X_queried = np.asarray(X_queried)
-        y_queried = np.asarray(y_queried)
+        X_queried, y_queried = check_taught(X_queried, y_queried)
         return X_queried[:0], y_queried[:0]
 
 

@@ -255,3 +255,10 @@ def test_ceal_bad_parameters(trained_net, pool):
         CEAL(measure="nope").query(trained_net, pool, 1)
     with pytest.raises(ValueError, match="delta"):
         CEAL(delta=-1).query(trained_net, pool, 1)
+
+
+@pytest.mark.parametrize("strategy", [DFAL(), CEAL(), EGL()])
+def test_augment_rejects_mismatched_labels(trained_net, pool, strategy):
+    strategy.query(trained_net, pool, n_instances=3)
+    with pytest.raises(ValueError, match="X_queried has 3 rows but y_queried has 2"):
+        strategy.augment(pool[:3], np.array([0, 1]))

@@ -133,6 +133,11 @@ def test_training_recipe():
     waal = le.training_recipe("fashion-mnist", semi_supervised=True, max_epochs=3)
     assert isinstance(waal, WAALClassifier) and waal.max_epochs == 3
     assert le.FashionLeNet()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    # Digits' 20-220 labels are too few to hold some out: fixed epochs, no callbacks
+    # that would need a validation loss.
+    for semi in (False, True):
+        digits = le.training_recipe("digits", semi_supervised=semi)
+        assert digits.train_split is None and not digits.callbacks
     with pytest.raises(ValueError, match="Unknown data set"):
         le.training_recipe("cifar")
 

@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from ..adversarial import _check_norm, deepfool
-from ..base import ScoreBasedStrategy, candidate_subset, check_int, top_k
+from ..base import ScoreBasedStrategy, candidate_subset, check_int, check_taught, top_k
 from ..nets import eval_mode, get_net, predict_proba, to_logits
 from .uncertainty import _MEASURES, uncertainty
 
@@ -289,12 +289,7 @@ class DFAL(ScoreBasedStrategy):
             ``x + r`` for the matched rows, in the pool's input space.
         y_extra : ndarray of shape (m,)
         """
-        X_queried = np.asarray(X_queried)
-        y_queried = np.asarray(y_queried)
-        if len(X_queried) != len(y_queried):
-            raise ValueError(
-                f"X_queried has {len(X_queried)} rows but y_queried has {len(y_queried)}."
-            )
+        X_queried, y_queried = check_taught(X_queried, y_queried)
         adv = getattr(self, "adversarial_", None)
         rows = getattr(self, "_queried_rows", None)
         empty = (X_queried[:0].astype(adv.dtype if adv is not None else X_queried.dtype),
@@ -432,12 +427,7 @@ class CEAL(ScoreBasedStrategy):
         X_extra : ndarray of shape (m, ...)
         y_extra : ndarray of shape (m,)
         """
-        X_queried = np.asarray(X_queried)
-        y_queried = np.asarray(y_queried)
-        if len(X_queried) != len(y_queried):
-            raise ValueError(
-                f"X_queried has {len(X_queried)} rows but y_queried has {len(y_queried)}."
-            )
+        X_queried, y_queried = check_taught(X_queried, y_queried)
         rows = getattr(self, "_queried_rows", None)
         pool = getattr(self, "_pool", None)
         empty = X_queried[:0], y_queried[:0]

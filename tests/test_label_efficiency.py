@@ -165,3 +165,26 @@ def test_augmentation_and_holdout_split():
     tiny = np.array([0, 1, 2, 3, 4])  # one label per class: plain random split
     train, valid = le.HoldoutSplit(0.2)(Dataset(np.zeros((5, 1)), tiny), tiny)
     assert len(valid.indices) == 1 and len(train.indices) == 4
+
+
+def test_results_page_quotes_the_waal_benchmark_next_to_the_paper(tmp_path, monkeypatch):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    sizes = [1000 + 500 * i for i in range(11)]
+    summary = {name: {"n_labeled": sizes, "accuracy_mean": [acc] * 11,
+                      "accuracy_std": [0.0] * 11, "train_s_per_round": 12.0,
+                      "query_s_per_round": 0.5}
+               for name, acc in (("random", 70.0), ("waal", 75.0))}
+    (results / "waal.json").write_text(json.dumps({
+        "protocol": {"seeds": 1, "pool": 40000, "initial": 1000, "query": 500, "rounds": 10,
+                     "waal_epochs": 10, "baseline_epochs": 10},
+        "machine": {"device": "cpu"}, "summary": summary}))
+    monkeypatch.setattr(le, "_ROOT", tmp_path)
+    lines = le._waal_section()
+    waal_row = next(line for line in lines if line.startswith("| `waal`"))
+    # Whole thousands of labels only, each with the paper's Table 4 value.
+    assert waal_row.startswith("| `waal` | 75.0 / 72.3 | 75.0 / 79.8 |")
+    assert waal_row.count("/") == 6
+    assert "--waal-epochs 10" in lines[2]
+    (results / "waal.json").unlink()
+    assert le._waal_section() == []

@@ -188,3 +188,18 @@ def test_results_page_quotes_the_waal_benchmark_next_to_the_paper(tmp_path, monk
     assert "--waal-epochs 10" in lines[2]
     (results / "waal.json").unlink()
     assert le._waal_section() == []
+
+
+def test_labels_to_98_percent_of_full_data_column(quick_results):
+    payloads = le.load_results(quick_results, "digits", quick=True)
+    plain = le.markdown_tables(payloads, "digits")[0]
+    assert "of full data" not in plain
+    # A full-data accuracy of 0 is reached at once; one above 1/0.98 never.
+    lines = le.markdown_tables(payloads, "digits", full_accuracy=0.0)[0].splitlines()
+    assert "labels to 98 % of full data (0.0 %)" in lines[0]
+    first = payloads[0]["n_labeled"][0]
+    row = next(line for line in lines if line.startswith("| `random`"))
+    assert row.split(" | ")[6] == str(first)
+    never = le.markdown_tables(payloads, "digits", full_accuracy=1.03)[0]
+    assert next(line for line in never.splitlines()
+                if line.startswith("| `random`")).split(" | ")[6] == "not reached"

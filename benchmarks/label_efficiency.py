@@ -1119,6 +1119,7 @@ def render_page(sections, results_dir, quick=False):
             out += _paper_table()
     if not quick:
         out += _waal_section()
+        out += _low_budget_section()
     out += [
         "## Published numbers for reference",
         "",
@@ -1188,6 +1189,40 @@ def _waal_section():
         out.append(f"| `{name}` | " + " | ".join(cells)
                    + f" | {row['train_s_per_round']:.0f} | "
                    + ("-" if query is None else f"{query:.2f}") + " |")
+    return out + [""]
+
+
+def _low_budget_section():
+    """The Wasserstein core-set's low-budget regime (bench_low_budget.py)."""
+    path = _ROOT / "benchmarks" / "results" / "low_budget.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    proto, summary, sizes = data["protocol"], data["summary"], data["n_labeled"]
+    names = list(summary)
+    out = [
+        "## Low budgets: the Wasserstein core-set",
+        "",
+        f"Command: `{data['command']}` ({len(proto['seeds'])} seeds; Fashion-MNIST, "
+        f"{proto['features']} features fitted without labels, cosine cost; pool "
+        f"{proto['pool']:,}, {proto['initial']} random labels + {proto['rounds']} queries of "
+        f"{proto['query']}; a fresh `{proto['learner']}` each round; the core-set solver "
+        f"stops after {proto['time_limit']:g} s per query). The regime of the paper "
+        "(a fixed feature space, a few labels per round); see "
+        "[Wasserstein core-set](wasserstein_coreset.md).",
+        "",
+        "Test accuracy (%, mean ± std over seeds):",
+        "",
+        "| labels | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for i, n in enumerate(sizes):
+        out.append(f"| {n} | " + " | ".join(
+            f"{summary[s]['accuracy_mean'][i]:.1f} ± {summary[s]['accuracy_std'][i]:.1f}"
+            for s in names) + " |")
+    out.append("| AUBC | " + " | ".join(f"{summary[s]['aubc_mean']:.3f}" for s in names) + " |")
+    out.append("| query s / round | " + " | ".join(
+        f"{summary[s]['query_s_per_round']:.2f}" for s in names) + " |")
     return out + [""]
 
 

@@ -203,3 +203,23 @@ def test_labels_to_98_percent_of_full_data_column(quick_results):
     never = le.markdown_tables(payloads, "digits", full_accuracy=1.03)[0]
     assert next(line for line in never.splitlines()
                 if line.startswith("| `random`")).split(" | ")[6] == "not reached"
+
+
+def test_results_page_quotes_the_low_budget_benchmark(tmp_path, monkeypatch):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    summary = {name: {"accuracy_mean": [30.0, acc], "accuracy_std": [0.0, 1.5],
+                      "aubc_mean": acc / 100, "query_s_per_round": 2.0}
+               for name, acc in (("random", 40.0), ("wasserstein-coreset", 55.0))}
+    (results / "low_budget.json").write_text(json.dumps({
+        "command": "python benchmarks/bench_low_budget.py", "n_labeled": [10, 20],
+        "protocol": {"seeds": [0, 1, 2], "features": "PCA-50, L2", "pool": 3000,
+                     "initial": 10, "rounds": 1, "query": 10, "learner": "MLPClassifier()",
+                     "time_limit": 15.0},
+        "summary": summary}))
+    monkeypatch.setattr(le, "_ROOT", tmp_path)
+    lines = le._low_budget_section()
+    assert "| 20 | 40.0 ± 1.5 | 55.0 ± 1.5 |" in lines
+    assert "| AUBC | 0.400 | 0.550 |" in lines
+    (results / "low_budget.json").unlink()
+    assert le._low_budget_section() == []

@@ -1106,6 +1106,13 @@ def render_page(sections, results_dir, quick=False):
         full = None if quick else full_data_accuracy(results_dir, dataset)
         tables = markdown_tables(payloads, dataset, full_accuracy=full)
         out += [tables[0], ""]
+        missing = [n for n in DEFAULT_STRATEGIES[dataset]
+                   if n not in {p["strategy"] for p in payloads}]
+        if missing:
+            out += ["Not run yet under this protocol: "
+                    + ", ".join(f"`{n}`" for n in missing)
+                    + f" (`python -m benchmarks.label_efficiency --dataset {dataset} "
+                    f"--strategies {' '.join(missing)}`).", ""]
         if full is not None:
             out += [f"Full data: the same recipe trained on the whole pool reaches "
                     f"{100 * full:.2f} % (`python -m benchmarks.label_efficiency check-recipe "

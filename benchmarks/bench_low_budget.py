@@ -18,7 +18,7 @@ This script runs that regime on Fashion-MNIST through :func:`skal.simulate`:
   (:class:`skal.WassersteinCoreSet`, ``--time-limit`` seconds per query), all
   with the cosine metric where they take one.
 
-    python benchmarks/bench_low_budget.py            # 3 seeds, about 10 min on a 2-core CPU
+    python benchmarks/bench_low_budget.py            # 3 seeds, about 8 min on a 2-core CPU
     python benchmarks/bench_low_budget.py --quick    # smoke run, < 1 min
 
 Writes ``benchmarks/results/low_budget.json`` (``low_budget_quick.json``) and

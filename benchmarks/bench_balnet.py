@@ -35,14 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from skal.nets import cnn_classifier, predict_logits
 from skal.strategies.balnet import BALNet
 
-
-def _timed(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+from benchmarks._timing import best_time
 
 
 def bench_time(args):
@@ -64,9 +57,9 @@ def bench_time(args):
 
     predict_logits(net, X_cand[:8])  # warm-up (thread pools, allocator)
     rows = []
-    ref_s, _ = _timed(lambda: predict_logits(net, X_cand), args.repeat)
+    ref_s = best_time(lambda: predict_logits(net, X_cand), args.repeat)
     rows.append(("inference pass (reference)", ref_s, None))
-    bald_s, _ = _timed(lambda: BALD(n_passes=10, random_state=0).query(
+    bald_s = best_time(lambda: BALD(n_passes=10, random_state=0).query(
         net, X_cand, args.n_query), args.repeat)
     rows.append(("BALD, 10 passes (reference)", bald_s, None))
     variants = [
@@ -78,7 +71,7 @@ def bench_time(args):
         variants.append((f"BALNet + diversity M={args.diversity}",
                          BALNet(n_candidates=n_cand, diversity=args.diversity, random_state=0)))
     for name, strategy in variants:
-        sec, _ = _timed(lambda s=strategy: s.query(net, X_cand, args.n_query, **kw), args.repeat)
+        sec = best_time(lambda s=strategy: s.query(net, X_cand, args.n_query, **kw), args.repeat)
         rows.append((name, sec, strategy.criterion_))
 
     print(f"\nQuery time: {args.n_query} of {n_cand} Fashion-MNIST candidates, LeNet5 "

@@ -34,14 +34,7 @@ from skal import BALD, CoreSet, UncertaintySampling  # noqa: E402
 from skal.datasets import load_fashion_mnist  # noqa: E402
 from skal.nets import cnn_classifier, predict_logits  # noqa: E402
 
-
-def best_time(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from benchmarks._timing import best_time  # noqa: E402
 
 
 def main(argv=None):

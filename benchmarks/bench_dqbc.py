@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 import torch
@@ -40,22 +39,15 @@ from skal.datasets import load_dataset
 from skal.nets import cnn_classifier, predict_logits
 from skal.strategies.committee import DQBC, QueryByCommittee
 
-
-def _best_time(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from benchmarks._timing import best_time
 
 
 def _time_arch(net, strategy, pool, X_lab, y_lab, args):
-    plain = _best_time(
+    plain = best_time(
         lambda: [predict_logits(net, pool, batch_size=args.batch_size) for _ in range(5)],
         args.repeats,
     )
-    build = _best_time(
+    build = best_time(
         lambda: strategy.build_committee(net, pool[:1], X_labeled=X_lab, y_labeled=y_lab),
         args.repeats,
     )
@@ -63,8 +55,8 @@ def _time_arch(net, strategy, pool, X_lab, y_lab, args):
     strategy.committee_ = strategy.build_committee(
         net, pool[:1], X_labeled=X_lab, y_labeled=y_lab
     )
-    score = _best_time(lambda: strategy._utilities(net, pool), args.repeats)
-    query = _best_time(
+    score = best_time(lambda: strategy._utilities(net, pool), args.repeats)
+    query = best_time(
         lambda: strategy.query(net, pool, 64, X_labeled=X_lab, y_labeled=y_lab),
         args.repeats,
     )

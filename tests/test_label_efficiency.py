@@ -138,6 +138,15 @@ def test_training_recipe():
     for semi in (False, True):
         digits = le.training_recipe("digits", semi_supervised=semi)
         assert digits.train_split is None and not digits.callbacks
+    # The small-budget Fashion-MNIST protocol (100 -> 1,000 by 100) trains the same
+    # LeNet with augmentation for fixed epochs on every label.
+    small = le.training_recipe("fashion-mnist-thesis")
+    assert small.module is le.FashionLeNet and small.train_split is None
+    assert not small.callbacks and small.batch_size == 32
+    assert isinstance(small.iterator_train__collate_fn, le.AugmentCollate)
+    p = le.PROTOCOLS["fashion-mnist-thesis"]["full"]
+    assert (p["n_initial"], p["batch_size"], p["n_initial"] + p["n_queries"] * p["batch_size"]) \
+        == (100, 100, 1000)
     with pytest.raises(ValueError, match="Unknown data set"):
         le.training_recipe("cifar")
 

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import ot
 import pytest
+from numpy.testing import assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 
@@ -185,6 +186,38 @@ def test_max_solves_screens_by_lower_bound():
         assert w < np.mean(randoms) and w < 1.2 * exact
 
 
+def test_auto_max_solves_shrinks_with_the_batch(monkeypatch):
+    from skal.ot import _prototypes
+
+    rng = np.random.RandomState(9)
+    X = _three_gaussians(rng, (40, 30, 20))
+    fixed = X[rng.choice(90, 6, replace=False)]
+
+    def select(cap):
+        return greedy_prototypes(X, X, 6, X_fixed=fixed, n_target=None, max_solves=cap)
+
+    # Small batches keep the full per-step cap...
+    assert_array_equal(select("auto"), select(_prototypes._AUTO_SOLVES_PER_STEP))
+    # ...larger ones share a per-query budget: 13 // 6 = 2 solves per step.
+    monkeypatch.setattr(_prototypes, "_AUTO_SOLVES_PER_QUERY", 13)
+    calls = []
+    real_emd = _prototypes._emd
+
+    def counting_emd(*args, **kwargs):
+        calls.append(1)
+        return real_emd(*args, **kwargs)
+
+    monkeypatch.setattr(_prototypes, "_emd", counting_emd)
+    auto = select("auto")
+    # One solve for the fixed set's duals, then at most 2 candidates per step.
+    assert len(calls) <= 1 + 2 * 6
+    monkeypatch.setattr(_prototypes, "_emd", real_emd)
+    assert_array_equal(auto, select(2))
+    # The budget never drops below one solve per step.
+    monkeypatch.setattr(_prototypes, "_AUTO_SOLVES_PER_QUERY", 1)
+    assert_array_equal(select("auto"), select(1))
+
+
 @pytest.mark.parametrize("method, n_iter", [("ipot", 10), ("sinkhorn", 200)])
 def test_regularised_greedy_beats_random(method, n_iter):
     rng = np.random.RandomState(3)
@@ -253,6 +286,7 @@ def test_reduce_measure_keeps_mass():
     ({"n_prototypes": 2, "method": "lp"}, "method"),
     ({"n_prototypes": 2, "n_target": 0}, "n_target"),
     ({"n_prototypes": 2, "max_solves": 0}, "max_solves"),
+    ({"n_prototypes": 2, "max_solves": "many"}, "max_solves"),
     ({"n_prototypes": 2, "X_fixed": np.zeros((3, 5))}, "X_fixed"),
     ({"n_prototypes": 2, "target_weights": np.ones(3)}, "target_weights"),
 ])

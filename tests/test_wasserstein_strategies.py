@@ -95,6 +95,8 @@ def test_unfitted_transformer_is_fitted_once_and_survives_clone(pool):
     ({"embedding": 3}, "embedding"),
     ({"method": "lp"}, "method"),
     ({"n_target": 0}, "n_target"),
+    ({"max_solves": "fast"}, "max_solves"),
+    ({"max_solves": 0}, "max_solves"),
 ])
 def test_prototypes_bad_params(pool, params, match):
     X_pool, _, _ = pool

@@ -30,6 +30,12 @@ __all__ = ["greedy_prototypes", "reduce_measure"]
 # float round-off in the duals never prunes the true best candidate.
 _PRUNE_RTOL = 1e-9
 
+# max_solves="auto": 20 solves per step (within ~1.5 % of the exact greedy on
+# digits) while the query stays under ~400 solves, then fewer per step, down to
+# one (within ~4 %), so a query's cost grows like k rather than 20 k.
+_AUTO_SOLVES_PER_STEP = 20
+_AUTO_SOLVES_PER_QUERY = 400
+
 
 def reduce_measure(X, weights=None, n_max=1000, *, quantize=False, random_state=None):
     """Shrink a weighted point set to at most ``n_max`` support points.
@@ -157,14 +163,16 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
         Solver settings for ``"sinkhorn"`` / ``"ipot"``. The cost is divided by
         the maximum over all candidates, fixed points and target points, so
         every candidate is scored with the same regularisation.
-    max_solves : int or None, default=None
+    max_solves : int, "auto" or None, default=None
         ``"exact"`` only: cap on the transport problems solved per step. The
         candidates are tried in order of their duality lower bound, so a cap
         keeps the most promising ones and the step becomes an approximation.
         ``None`` solves until the bound proves the best candidate (the
         brute-force greedy's choice). On a digits embedding (64-D, 1,300
         candidates, k = 10) a cap of 20 is 12x faster and ends within 1.5 % of
-        the exact greedy's W2.
+        the exact greedy's W2. ``"auto"`` caps at
+        ``max(1, min(20, 400 // n_prototypes))``: 20 for batches of up to 20,
+        one for batches of 400 or more, so large batches stay affordable.
     device : str or torch.device, default="auto"
         Where ``"sinkhorn"`` / ``"ipot"`` solve their batched problems (all
         candidates of a step at once); ``"auto"`` picks CUDA when available.
@@ -204,7 +212,7 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
         )
     n_target = check_int(n_target, "n_target", 1, allow_none=True)
     n_fixed = check_int(n_fixed, "n_fixed", 1, allow_none=True)
-    max_solves = check_int(max_solves, "max_solves", 1, allow_none=True)
+    max_solves = _check_max_solves(max_solves, n_prototypes)
     reg, n_iter = _check_method(method, reg, n_iter)
     wt = _as_weights(target_weights, Xt.shape[0], "target_weights")
     rng = check_random_state(random_state)
@@ -237,6 +245,17 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
     if return_objective:
         return chosen, np.sqrt(np.maximum(np.asarray(objective), 0.0))
     return chosen
+
+
+def _check_max_solves(max_solves, n_prototypes):
+    """The per-step cap as an int (or None), resolving ``"auto"``."""
+    if isinstance(max_solves, str):
+        if max_solves != "auto":
+            raise ValueError(
+                f"max_solves must be a positive int, 'auto' or None, got {max_solves!r}."
+            )
+        return max(1, min(_AUTO_SOLVES_PER_STEP, _AUTO_SOLVES_PER_QUERY // n_prototypes))
+    return check_int(max_solves, "max_solves", 1, allow_none=True)
 
 
 def _better(value, idx, best_value, best_idx):

@@ -373,11 +373,11 @@ class BALNet(QueryStrategy):
             parts.append(transform(X_labeled[sample[sample >= X_pool.shape[0]] - X_pool.shape[0]]))
         X_target = _flat(np.concatenate(parts))
         X_fixed = None if X_labeled is None else _flat(transform(X_labeled))
-        # At most 20 exact transport solves per greedy step, as WassersteinPrototypes
-        # does: exact greedy made the diversity step dominate the query by 100x.
+        # Screened greedy, as WassersteinPrototypes does by default: exact greedy
+        # made the diversity step dominate the query by 100x.
         return greedy_prototypes(
             _flat(transform(X_pool[pre])), X_target, n_instances, X_fixed=X_fixed,
-            max_solves=20, random_state=rng)
+            max_solves="auto", random_state=rng)
 
 
 def _flat(X):

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..base import QueryStrategy, candidate_subset, check_int, check_pool
 from ..nets import features
 from ..ot._distance import _METHODS
-from ..ot._prototypes import greedy_prototypes
+from ..ot._prototypes import _check_max_solves, greedy_prototypes
 
 __all__ = ["WassersteinDiversity", "WassersteinPrototypes"]
 
@@ -46,7 +46,7 @@ class _WassersteinSelector(QueryStrategy):
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}.")
         check_int(self.n_target, "n_target", allow_none=True)
         check_int(self.n_fixed, "n_fixed", allow_none=True)
-        check_int(self.max_solves, "max_solves", allow_none=True)
+        _check_max_solves(self.max_solves, 1)
 
     def _features(self, estimator, X, X_fit):
         """Features of ``X``; ``X_fit()`` fits an unfitted transformer the first time."""
@@ -164,11 +164,13 @@ class WassersteinPrototypes(_WassersteinSelector):
         Transport solver (:func:`skal.ot.wasserstein2`).
     reg, n_iter : default=None
         Solver settings for ``"sinkhorn"`` / ``"ipot"``.
-    max_solves : int or None, default=20
+    max_solves : int, "auto" or None, default="auto"
         ``"exact"`` only: transport problems solved per greedy step, the
         candidates with the lowest duality lower bounds first
         (:func:`skal.ot.greedy_prototypes`). ``None`` gives the exact greedy
         choice at several times the cost; 20 ends within a few percent of it.
+        ``"auto"``: 20 for batches of up to 20, then fewer, down to one for
+        batches of 400 or more (about 400 solves per query at most).
     batch_size : int or None, default=None
         Inference batch size for ``embedding="model"``.
     random_state : int, RandomState instance or None, default=None
@@ -191,7 +193,7 @@ class WassersteinPrototypes(_WassersteinSelector):
 
     def __init__(self, embedding="auto", include_labeled=True, n_candidates=2000,
                  n_target=500, n_fixed=500, quantize=False, method="exact", reg=None,
-                 n_iter=None, max_solves=20, batch_size=None, random_state=None):
+                 n_iter=None, max_solves="auto", batch_size=None, random_state=None):
         self.embedding = embedding
         self.include_labeled = include_labeled
         self.n_candidates = n_candidates
@@ -268,7 +270,7 @@ class WassersteinDiversity(_WassersteinSelector):
 
     def __init__(self, base_strategy=None, oversample=10, embedding="auto",
                  include_labeled=True, n_target=500, n_fixed=500, quantize=False,
-                 method="exact", reg=None, n_iter=None, max_solves=20, batch_size=None,
+                 method="exact", reg=None, n_iter=None, max_solves="auto", batch_size=None,
                  random_state=None):
         self.base_strategy = base_strategy
         self.oversample = oversample

@@ -40,8 +40,11 @@ __all__ = ["BALNet", "greedy_trace_selection", "trace_criterion"]
 # Backward passes keep per-position activations (im2col patches) alive, so the
 # default chunk is smaller than skal.nets' inference batch.
 _DEFAULT_BATCH_SIZE = 64
-# Support size of the pool sample that stands for P in the diversity step
-# (the spec's recommendation; W2 against 60,000 points would dominate the query).
+# The diversity step stands for P by k-means centroids (weighted by cluster mass)
+# of a pool sample: W2 against 60,000 points would dominate the query, and a
+# plain 1,000-point sample is noisy enough in pixel space that the greedy
+# partly matches the sample rather than the pool.
+_DIVERSITY_SAMPLE = 10_000
 _DIVERSITY_TARGET = 1000
 
 
@@ -165,8 +168,9 @@ class BALNet(QueryStrategy):
     diversity : int or None, default=None
         ``M``: pre-select ``n_instances * M`` candidates with the criterion, then
         keep the ``n_instances`` whose union with the labeled set is closest in
-        W2 to the pool (labeled and unlabeled; a random sample of 1,000 points,
-        squared Euclidean cost on the flattened inputs the network sees). The
+        W2 to the pool (labeled and unlabeled; 1,000 k-means centroids of a
+        random sample of 10,000 points, squared Euclidean cost on the flattened
+        inputs the network sees). The
         spec suggests ``M = 10``. Needs ``X_labeled`` for the "union" part;
         without it the batch alone is matched to the pool.
     label_mode : {"predicted", "expected"}, default="predicted"
@@ -366,7 +370,7 @@ class BALNet(QueryStrategy):
         _, transform = get_net(estimator)
         n_lab = 0 if X_labeled is None else X_labeled.shape[0]
         n_all = X_pool.shape[0] + n_lab
-        sample = np.sort(rng.choice(n_all, size=min(_DIVERSITY_TARGET, n_all), replace=False))
+        sample = np.sort(rng.choice(n_all, size=min(_DIVERSITY_SAMPLE, n_all), replace=False))
         from_pool = sample[sample < X_pool.shape[0]]
         parts = [transform(X_pool[from_pool])]
         if n_lab:
@@ -377,7 +381,7 @@ class BALNet(QueryStrategy):
         # made the diversity step dominate the query by 100x.
         return greedy_prototypes(
             _flat(transform(X_pool[pre])), X_target, n_instances, X_fixed=X_fixed,
-            max_solves="auto", random_state=rng)
+            n_target=_DIVERSITY_TARGET, quantize=True, max_solves="auto", random_state=rng)
 
 
 def _flat(X):

@@ -77,9 +77,9 @@ class _WassersteinSelector(QueryStrategy):
         n_pool = X_pool.shape[0]
         n_lab = 0 if X_labeled is None else X_labeled.shape[0]
         n_all = n_pool + n_lab
-        # Target: the pool with the labeled set (Eq. 5.15), subsampled before any
-        # feature is computed, so a query never embeds more than it uses. k-means
-        # quantisation needs the whole target.
+        # Target: the pool with the labeled set (Eq. 5.15). k-means quantisation
+        # needs all of it; a subsample is drawn before any feature is computed,
+        # so such a query never embeds more than it uses.
         if self.quantize or self.n_target is None or n_all <= self.n_target:
             target = np.arange(n_all)
         else:
@@ -153,13 +153,15 @@ class WassersteinPrototypes(_WassersteinSelector):
     n_candidates : int or None, default=2000
         Random subset of the pool to choose from (``None``: the whole pool).
     n_target : int or None, default=500
-        Target points: a uniform subsample of pool ∪ labeled (or k-means
-        centroids with ``quantize=True``). Bounds the transport problems.
+        Target points: k-means centroids of pool ∪ labeled (or a uniform
+        subsample with ``quantize=False``). Bounds the transport problems.
     n_fixed : int or None, default=500
         Same cap for the labeled set inside the objective.
-    quantize : bool, default=False
-        k-means centroids weighted by cluster mass instead of subsamples
-        (embeds the whole pool).
+    quantize : bool, default=True
+        k-means centroids weighted by cluster mass (embeds the whole pool).
+        ``False``: uniform subsamples, cheaper on huge pools but noisy; in high
+        dimension the greedy then matches the sample, not the pool (see
+        :func:`skal.ot.greedy_prototypes`).
     method : {"exact", "sinkhorn", "ipot"}, default="exact"
         Transport solver (:func:`skal.ot.wasserstein2`).
     reg, n_iter : default=None
@@ -192,7 +194,7 @@ class WassersteinPrototypes(_WassersteinSelector):
     """
 
     def __init__(self, embedding="auto", include_labeled=True, n_candidates=2000,
-                 n_target=500, n_fixed=500, quantize=False, method="exact", reg=None,
+                 n_target=500, n_fixed=500, quantize=True, method="exact", reg=None,
                  n_iter=None, max_solves="auto", batch_size=None, random_state=None):
         self.embedding = embedding
         self.include_labeled = include_labeled
@@ -269,7 +271,7 @@ class WassersteinDiversity(_WassersteinSelector):
     """
 
     def __init__(self, base_strategy=None, oversample=10, embedding="auto",
-                 include_labeled=True, n_target=500, n_fixed=500, quantize=False,
+                 include_labeled=True, n_target=500, n_fixed=500, quantize=True,
                  method="exact", reg=None, n_iter=None, max_solves="auto", batch_size=None,
                  random_state=None):
         self.base_strategy = base_strategy

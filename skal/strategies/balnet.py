@@ -170,9 +170,9 @@ class BALNet(QueryStrategy):
         keep the ``n_instances`` whose union with the labeled set is closest in
         W2 to the pool (labeled and unlabeled; 1,000 k-means centroids of a
         random sample of 10,000 points, squared Euclidean cost on the flattened
-        inputs the network sees). The
-        spec suggests ``M = 10``. Needs ``X_labeled`` for the "union" part;
-        without it the batch alone is matched to the pool.
+        inputs the network sees). The spec suggests ``M = 10``. Needs
+        ``X_labeled`` for the "union" part; without it the batch alone is
+        matched to the pool.
     label_mode : {"predicted", "expected"}, default="predicted"
         Label used for a candidate's gradient: the predicted class (the author's
         code), or every class weighted by its predicted probability (the true

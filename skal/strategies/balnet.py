@@ -363,20 +363,16 @@ class BALNet(QueryStrategy):
 
     def _diverse(self, estimator, X_pool, pre, n_instances, X_labeled, rng):
         """Indices into ``pre`` of the Wasserstein prototypes (thesis Eq. 5.15)."""
-        try:
-            from ..ot import greedy_prototypes
-        except ImportError:
-            from ..ot._prototypes import greedy_prototypes
+        from ..ot import greedy_prototypes
+
         _, transform = get_net(estimator)
-        n_lab = 0 if X_labeled is None else X_labeled.shape[0]
-        n_all = X_pool.shape[0] + n_lab
-        sample = np.sort(rng.choice(n_all, size=min(_DIVERSITY_SAMPLE, n_all), replace=False))
-        from_pool = sample[sample < X_pool.shape[0]]
-        parts = [transform(X_pool[from_pool])]
-        if n_lab:
-            parts.append(transform(X_labeled[sample[sample >= X_pool.shape[0]] - X_pool.shape[0]]))
-        X_target = _flat(np.concatenate(parts))
+        n_pool = X_pool.shape[0]
         X_fixed = None if X_labeled is None else _flat(transform(X_labeled))
+        n_all = n_pool + (0 if X_fixed is None else X_fixed.shape[0])
+        sample = np.sort(rng.choice(n_all, size=min(_DIVERSITY_SAMPLE, n_all), replace=False))
+        X_target = _flat(transform(X_pool[sample[sample < n_pool]]))
+        if X_fixed is not None:
+            X_target = np.concatenate([X_target, X_fixed[sample[sample >= n_pool] - n_pool]])
         # Screened greedy, as WassersteinPrototypes does by default: exact greedy
         # made the diversity step dominate the query by 100x.
         return greedy_prototypes(

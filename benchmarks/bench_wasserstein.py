@@ -14,16 +14,19 @@ Two parts (``--part``, default both):
 
 ``prototypes``
     W2 between a k-subset and the pool for greedy Wasserstein prototypes
-    (exact; exact with ``max_solves=20``, the strategies' default; IPOT 10
-    iterations; candidates: a random subset of 5,000, target:
-    1,000 pool points), k-center (farthest-first over the whole pool, as CoreSet)
+    (candidates: a random subset of 5,000; target: the pool quantised to 1,000
+    k-means centroids) with the strategies' defaults (``max_solves="auto"``), a
+    cap of 20 solves per step, no cap (the exact greedy), a uniform 1,000-point
+    sample as the target instead of centroids (``quantize=False``) and IPOT
+    (10 iterations); k-center (farthest-first over the whole pool, as CoreSet)
     and uniform random subsets, on pools of 10k and 50k embeddings (PCA-50 of
     Fashion-MNIST images), k = 100. W2 is evaluated exactly against a held-out
     subsample of the pool that is independent from the target the greedy
     search used. Selection time is reported per method.
 
-    python benchmarks/bench_wasserstein.py             # full run (long on a CPU)
+    python benchmarks/bench_wasserstein.py             # full run (hours on a CPU)
     python benchmarks/bench_wasserstein.py --quick     # < 1 min smoke run
+    python benchmarks/bench_wasserstein.py --train-pairs 20000 --epochs 20  # shorter DWE
 
 Writes ``benchmarks/results/wasserstein.json`` (``wasserstein_quick.json`` with --quick).
 """
@@ -150,8 +153,11 @@ def bench_prototypes(args):
             return C[greedy_prototypes(C, E, args.k, n_target=args.n_target, method=method,
                                        random_state=args.seed + 1, **kw)]
 
-        methods = [("greedy-exact", lambda: greedy("exact")),
-                   ("greedy-screen20", lambda: greedy("exact", max_solves=20))]
+        methods = [("greedy", lambda: greedy("exact", max_solves="auto")),
+                   ("greedy-cap20", lambda: greedy("exact", max_solves=20)),
+                   ("greedy-exact", lambda: greedy("exact")),
+                   ("greedy-subsample", lambda: greedy("exact", max_solves="auto",
+                                                       quantize=False))]
         if not args.skip_ipot:
             methods.append(("greedy-ipot", lambda: greedy("ipot", n_iter=10, device=args.device)))
         methods.append(("k-center",
@@ -180,8 +186,15 @@ def main(argv=None):
     p.add_argument("--n-jobs", type=int, default=-1, help="workers for exact W2^2 labels")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's; 1 with --quick)")
+    p.add_argument("--train-pairs", type=int, default=None,
+                   help="DWE training pairs (default 100,000; 200 with --quick)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="DWE max epochs (default 100; 2 with --quick)")
+    p.add_argument("--pools", type=int, nargs="+", default=None,
+                   help="pool sizes for the prototype comparison (default 10,000 50,000)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    overrides = {k: getattr(args, k) for k in ("train_pairs", "epochs", "pools")}
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
     if args.quick:
@@ -196,9 +209,13 @@ def main(argv=None):
         args.dwe_pairs, args.pairwise_images = 100_000, 3000
         args.pools, args.k, args.n_target, args.eval_points = [10_000, 50_000], 100, 1000, 5000
         args.random_draws, args.candidates, args.skip_ipot = 20, 5000, False
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(args, name, value)
 
     out = {"quick": args.quick, "platform": platform.platform(), "torch": torch.__version__,
-           "pot": ot.__version__, "threads": torch.get_num_threads()}
+           "pot": ot.__version__, "threads": torch.get_num_threads(),
+           "n_jobs": args.n_jobs, "overrides": {k: v for k, v in overrides.items() if v}}
     if args.part in ("dwe", "all"):
         res = bench_dwe(args)
         out["dwe"] = res

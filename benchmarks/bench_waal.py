@@ -22,7 +22,10 @@ epoch against 16-94); that budget difference is part of the paper's round-0 gap.
     python benchmarks/bench_waal.py --quick        # < 1 min smoke run
     python benchmarks/bench_waal.py --preset released_code   # the released code's loop
 
-Writes ``benchmarks/results/waal.json`` (``waal_quick.json`` with --quick).
+Writes ``benchmarks/results/waal.json`` (``waal_quick.json`` with --quick). A
+(strategy, seed) already in that file under the same protocol is reused, not
+recomputed, so ``--seeds 3`` after a one-seed run adds seeds 1 and 2 (``--force``
+recomputes everything).
 """
 
 import argparse
@@ -132,6 +135,24 @@ def run_one(name, seed, data, args, device):
     return rounds
 
 
+PROTOCOL_KEYS = ("seeds", "pool", "initial", "query", "rounds", "waal_epochs",
+                 "baseline_epochs", "test_size", "preset", "quick")
+
+
+def finished_runs(path, args):
+    """Per-seed runs of an earlier invocation with the same protocol, by strategy.
+
+    The seed count may differ: seed ``i`` is the ``i``-th run of a strategy.
+    """
+    if args.force or not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        old = json.load(fh)
+    protocol = {k: getattr(args, k) for k in PROTOCOL_KEYS if k != "seeds"}
+    old_protocol = {k: v for k, v in old.get("protocol", {}).items() if k != "seeds"}
+    return old.get("runs", {}) if old_protocol == protocol else {}
+
+
 def summarise(results, strategies):
     summary = {}
     for name in strategies:
@@ -191,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--force", action="store_true",
+                        help="recompute runs already in the output file")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.pool, args.initial, args.query, args.rounds = 1, 600, 100, 50, 1
@@ -199,28 +222,32 @@ def main(argv=None):
     device = str(resolve_device(args.device))
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
 
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results",
+        "waal_quick.json" if args.quick else "waal.json")
+    finished = finished_runs(out, args)
     X_train, y_train, X_test, y_test = load_data(args)
     results = {name: [] for name in strategies}
     for seed in range(args.seeds):
         order = np.random.RandomState(seed).permutation(len(y_train))[: args.pool]
         data = (X_train[order], y_train[order], X_test, y_test)
         for name in strategies:
-            results[name].append(run_one(name, seed, data, args, device))
+            done = finished.get(name, [])
+            if seed < len(done):
+                print(f"  {name:8s} seed {seed}: reused from {out}", flush=True)
+                results[name].append(done[seed])
+            else:
+                results[name].append(run_one(name, seed, data, args, device))
 
     summary = summarise(results, strategies)
     paper_protocol = (args.pool, args.initial, args.query, args.rounds) == (40000, 1000, 500, 10)
     print()
     print_table(summary, strategies, paper_protocol)
 
-    out = args.out or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results",
-        "waal_quick.json" if args.quick else "waal.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     payload = {
         "benchmark": "waal-fashion-mnist",
-        "protocol": {k: getattr(args, k) for k in ("seeds", "pool", "initial", "query",
-                                                   "rounds", "waal_epochs", "baseline_epochs",
-                                                   "test_size", "preset", "quick")},
+        "protocol": {k: getattr(args, k) for k in PROTOCOL_KEYS},
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "device": device, "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None},

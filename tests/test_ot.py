@@ -237,6 +237,16 @@ def test_auto_max_solves_shrinks_with_the_batch(monkeypatch):
     # The budget never drops below one solve per step.
     monkeypatch.setattr(_prototypes, "_AUTO_SOLVES_PER_QUERY", 1)
     assert_array_equal(select("auto"), select(1))
+    # A batch larger than the fixed set is mostly a fresh selection, whose
+    # bounds are loose: it keeps the full per-step cap whatever the budget.
+    calls.clear()
+    monkeypatch.setattr(_prototypes, "_emd", counting_emd)
+    few_fixed = greedy_prototypes(X, X, 6, X_fixed=fixed[:3], n_target=None,
+                                  max_solves="auto")
+    assert len(calls) > 1 + 6
+    monkeypatch.setattr(_prototypes, "_emd", real_emd)
+    assert_array_equal(few_fixed, greedy_prototypes(X, X, 6, X_fixed=fixed[:3],
+                                                    n_target=None, max_solves=20))
 
 
 @pytest.mark.parametrize("method, n_iter", [("ipot", 10), ("sinkhorn", 200)])

@@ -172,7 +172,8 @@ class WassersteinPrototypes(_WassersteinSelector):
         (:func:`skal.ot.greedy_prototypes`). ``None`` gives the exact greedy
         choice at several times the cost; 20 ends within a few percent of it.
         ``"auto"``: 20 for batches of up to 20, then fewer, down to one for
-        batches of 400 or more (about 400 solves per query at most).
+        batches of 400 or more (about 400 solves per query at most); 20
+        whenever the batch outnumbers the labeled set.
     batch_size : int or None, default=None
         Inference batch size for ``embedding="model"``.
     random_state : int, RandomState instance or None, default=None

@@ -56,6 +56,7 @@ from skal.ot import (
     w2_squared_pairs,
 )
 from skal.ot._dwe import _histograms, grid_cost
+from skal.ot._prototypes import _check_max_solves
 from skal.strategies.coreset import k_center_greedy
 
 
@@ -159,7 +160,7 @@ def bench_prototypes(args):
 
         # The "auto" cap for a batch of k once a fixed set outweighs it; without
         # one (here), "auto" keeps 20 per step.
-        cap = max(1, min(20, 400 // args.k))
+        cap = _check_max_solves("auto", args.k, n_fixed_points=args.k)
         methods = [("greedy", lambda: greedy("exact", max_solves="auto")),
                    (f"greedy-cap{cap}", lambda: greedy("exact", max_solves=cap))]
         if args.exact:

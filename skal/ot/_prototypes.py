@@ -229,7 +229,7 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
 
     Xt, wt = reduce_measure(Xt, wt, n_target, quantize=quantize, random_state=rng)
     b = wt / wt.sum()
-    if X_fixed is not None and np.asarray(X_fixed).shape[0] > 0:
+    if n_fixed_points:
         Xf = _as_points(X_fixed, "X_fixed")
         if Xf.shape[1] != Xc.shape[1]:
             raise ValueError(

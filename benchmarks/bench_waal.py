@@ -228,6 +228,7 @@ def main(argv=None):
     finished = finished_runs(out, args)
     X_train, y_train, X_test, y_test = load_data(args)
     results = {name: [] for name in strategies}
+    reused = {name: 0 for name in strategies}
     for seed in range(args.seeds):
         order = np.random.RandomState(seed).permutation(len(y_train))[: args.pool]
         data = (X_train[order], y_train[order], X_test, y_test)
@@ -236,6 +237,7 @@ def main(argv=None):
             if seed < len(done):
                 print(f"  {name:8s} seed {seed}: reused from {out}", flush=True)
                 results[name].append(done[seed])
+                reused[name] += 1
             else:
                 results[name].append(run_one(name, seed, data, args, device))
 
@@ -251,6 +253,9 @@ def main(argv=None):
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "device": device, "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") else None},
+        # "machine" describes this invocation; the first reused[name] runs of a
+        # strategy come from earlier ones, possibly on another machine.
+        "reused": reused,
         "summary": summary,
         "paper": {"n_labeled": PAPER_SIZES, **PAPER} if paper_protocol else None,
         "runs": results,

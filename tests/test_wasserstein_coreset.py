@@ -333,6 +333,47 @@ def test_kmedoids_baseline():
     assert wc.objective_ <= km.objective_ + 1e-12
 
 
+@pytest.mark.parametrize("labeled", [[], [3, 40]])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_kmedoids_orders_its_selection_by_greedy_cover(labeled, metric):
+    from scipy.spatial.distance import cdist
+
+    X = _data(120, d=4, seed=5)
+    # one cost matrix for both, so that near-ties cannot round differently
+    D = cdist(X, X, metric)
+    new = mip.kmedoids(D, 12, labeled=labeled, metric="precomputed")
+    assert len(set(new.tolist())) == 12 and not set(new.tolist()) & set(labeled)
+    # slow reference: each next point lowers sum_i min_j D_ij the most (ties either way)
+    cur = D[:, labeled].min(axis=1) if labeled else np.full(len(D), np.inf)
+    left = set(new.tolist())
+    for j in new:
+        best = min(np.minimum(cur, D[:, m]).sum() for m in left)
+        assert np.minimum(cur, D[:, j]).sum() <= best * (1 + 1e-12)
+        left.remove(j)
+        cur = np.minimum(cur, D[:, j])
+
+
+def test_kmedoids_objective_is_exact_and_computed_on_first_read(monkeypatch):
+    X = _data(90, d=3, seed=2)
+    km = KMedoidsCoreSet(metric="euclidean")
+    assert not hasattr(km, "objective_")
+    calls = []
+    exact = mip.coreset_cost
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return exact(*args, **kwargs)
+
+    monkeypatch.setattr(mip, "coreset_cost", counting)
+    km.select(X, 5, labeled=[0])
+    assert calls == []
+    expected = exact(X, km.selection_, metric="euclidean")
+    X[:] = 0.0  # the caller's array changing later must not change the result
+    assert km.objective_ == pytest.approx(expected, rel=1e-12)
+    assert km.objective_ == pytest.approx(expected, rel=1e-12)
+    assert calls == [1]
+
+
 def test_with_a_skorch_net():
     torch = pytest.importorskip("torch")  # noqa: F841
     from sklearn.datasets import load_digits

@@ -53,6 +53,7 @@ True
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -1199,24 +1200,35 @@ def lloyd_ot(X, n_select, labeled=None, metric="cosine", init=None, max_iter=50)
 
 
 def _new_ordered(prob, S):
-    """New points of S ordered so that each prefix greedily covers the pool best."""
+    """New points of S ordered so that each prefix greedily covers the pool best.
+
+    Greedy facility location with lazy gain updates: a point's coverage gain
+    ``sum_i max(cur_i - D_ij, 0)`` only shrinks as ``cur`` does, so a stale gain
+    is an upper bound and most points are never re-scored. This turns the
+    ``O(N k^2)`` plain greedy into about ``O(N k)`` on a 40K pool.
+    """
     S = np.asarray(S, dtype=np.int64)
     new = S[~prob.is_labeled[S]]
     if new.size <= 1:
         return new
     D = prob.cols(new)
+    order = []
     if prob.labeled.size:
         cur = prob.nearest(prob.labeled)[1]
     else:
-        cur = np.full(prob.N, np.inf)
-    order = []
-    left = np.arange(new.size)
-    for _ in range(new.size):
-        cost = np.minimum(cur[:, None], D[:, left]).sum(axis=0)
-        k = int(np.argmin(cost))
-        order.append(left[k])
-        cur = np.minimum(cur, D[:, left[k]])
-        left = np.delete(left, k)
+        # nothing covers the pool yet: the first point is the 1-medoid of S's new points
+        order.append(int(np.argmin(D.sum(axis=0))))
+        cur = D[:, order[0]].copy()
+    heap = [(-np.inf, j) for j in range(new.size) if j not in order]
+    while heap:
+        _, j = heapq.heappop(heap)
+        gain = float(np.maximum(cur - D[:, j], 0.0).sum())
+        # ties go to the earlier point, as an argmax would
+        if heap and (-gain, j) > heap[0]:
+            heapq.heappush(heap, (-gain, j))
+            continue
+        order.append(j)
+        np.minimum(cur, D[:, j], out=cur)
     return new[np.asarray(order, dtype=np.int64)]
 
 

@@ -275,7 +275,8 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
     Attributes
     ----------
     objective_ : float
-        Wasserstein core-set objective W of the last selection.
+        Wasserstein core-set objective W of the last selection, computed on
+        first read (an exact transport).
     kmedoids_objective_ : float
         Its k-medoids objective.
 
@@ -308,6 +309,25 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
             lab = np.flatnonzero(lab)
         sel = np.r_[lab.astype(np.int64).ravel(), new]
         self.selection_ = np.sort(sel)
-        self.objective_ = mip.coreset_cost(E, sel, metric=self.metric)
         self.kmedoids_objective_ = mip.kmedoids_objective(E, sel, metric=self.metric)
+        # objective_ needs an exact transport (minutes on a 40K pool); kept for first read
+        self._objective_inputs = (np.array(E, copy=True), self.selection_, self.metric)
+        self._objective = None
         return new
+
+    @property
+    def objective_(self):
+        """Wasserstein core-set objective W of the last selection.
+
+        Computed on first read: it is an exact transport between the pool and
+        the selection, which takes longer than the k-medoids search itself on
+        large pools.
+        """
+        if "_objective_inputs" not in self.__dict__:
+            raise AttributeError(
+                "objective_ is set by select or query; this KMedoidsCoreSet has not selected yet."
+            )
+        if self._objective is None:
+            E, sel, metric = self._objective_inputs
+            self._objective = mip.coreset_cost(E, sel, metric=metric)
+        return self._objective

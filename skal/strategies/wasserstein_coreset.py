@@ -317,12 +317,8 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
 
     @property
     def objective_(self):
-        """Wasserstein core-set objective W of the last selection.
-
-        Computed on first read: it is an exact transport between the pool and
-        the selection, which takes longer than the k-medoids search itself on
-        large pools.
-        """
+        # Documented under Attributes (a docstring here would list it twice). An
+        # exact transport takes longer than the k-medoids search on large pools.
         if "_objective_inputs" not in self.__dict__:
             raise AttributeError(
                 "objective_ is set by select or query; this KMedoidsCoreSet has not selected yet."

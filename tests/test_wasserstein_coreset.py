@@ -2,6 +2,7 @@
 
 import itertools
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -357,21 +358,16 @@ def test_kmedoids_objective_is_exact_and_computed_on_first_read(monkeypatch):
     X = _data(90, d=3, seed=2)
     km = KMedoidsCoreSet(metric="euclidean")
     assert not hasattr(km, "objective_")
-    calls = []
     exact = mip.coreset_cost
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return exact(*args, **kwargs)
-
-    monkeypatch.setattr(mip, "coreset_cost", counting)
+    spy = mock.Mock(wraps=exact)
+    monkeypatch.setattr(mip, "coreset_cost", spy)
     km.select(X, 5, labeled=[0])
-    assert calls == []
+    assert spy.call_count == 0
     expected = exact(X, km.selection_, metric="euclidean")
     X[:] = 0.0  # the caller's array changing later must not change the result
     assert km.objective_ == pytest.approx(expected, rel=1e-12)
     assert km.objective_ == pytest.approx(expected, rel=1e-12)
-    assert calls == [1]
+    assert spy.call_count == 1
 
 
 def test_with_a_skorch_net():

@@ -311,7 +311,7 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
         self.selection_ = np.sort(sel)
         self.kmedoids_objective_ = mip.kmedoids_objective(E, sel, metric=self.metric)
         # objective_ needs an exact transport (minutes on a 40K pool); kept for first read
-        self._objective_inputs = (np.array(E, copy=True), self.selection_, self.metric)
+        self._objective_inputs = (np.array(E, copy=True), self.metric)
         self._objective = None
         return new
 
@@ -324,6 +324,6 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
                 "objective_ is set by select or query; this KMedoidsCoreSet has not selected yet."
             )
         if self._objective is None:
-            E, sel, metric = self._objective_inputs
-            self._objective = mip.coreset_cost(E, sel, metric=metric)
+            E, metric = self._objective_inputs
+            self._objective = mip.coreset_cost(E, self.selection_, metric=metric)
         return self._objective

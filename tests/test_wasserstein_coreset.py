@@ -354,6 +354,31 @@ def test_kmedoids_orders_its_selection_by_greedy_cover(labeled, metric):
         cur = np.minimum(cur, D[:, j])
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_move_centers_matches_a_dense_reference_with_labeled_centers(metric):
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    X = _data(60, d=3, seed=11)
+    labeled = np.array([0, 7, 21, 33])
+    S = np.r_[labeled, [2, 15, 40, 51]]
+    prob = mip._Problem(mip._Cost(X, metric), S.size, labeled, np.arange(len(X)))
+    arg, _ = prob.nearest(S)
+    T = np.zeros((len(X), S.size))
+    T[np.arange(len(X)), arg] = 1.0 / len(X)
+    moved = prob.move_centers(S, T)
+    # slow reference: each free center moves to the unlabeled point that minimises
+    # its plan-weighted cost, kept distinct by one assignment over the free centers
+    D = cdist(X, X, metric)
+    free = np.arange(labeled.size, S.size)
+    allowed = np.setdiff1d(np.arange(len(X)), labeled)
+    r, c = linear_sum_assignment(T[:, free].T @ D[:, allowed])
+    expected = S.copy()
+    expected[free[r]] = allowed[c]
+    np.testing.assert_array_equal(moved[: labeled.size], labeled)
+    np.testing.assert_array_equal(moved, expected)
+
+
 def test_kmedoids_objective_is_exact_and_computed_on_first_read(monkeypatch):
     X = _data(90, d=3, seed=2)
     km = KMedoidsCoreSet(metric="euclidean")

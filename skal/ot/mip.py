@@ -448,7 +448,9 @@ class _Problem:
         free = np.flatnonzero(~self.is_labeled[S])
         if free.size == 0:
             return S.copy()
-        C = self.weighted_cand_costs(T)[free]
+        # only the free centers' rows: with thousands of labeled centers the full
+        # (|S|, M) matrix would be gigabytes, and its labeled rows are never used
+        C = self.weighted_cand_costs(sp.csr_matrix(T)[:, free])
         allowed = np.flatnonzero(~self.is_labeled[self.cand])
         if allowed.size > 4 * free.size + 64:
             # an optimal distinct assignment almost surely uses only columns among

@@ -1,5 +1,7 @@
 """BALNet: KFAC statistics, the trace criterion, greedy selection, the strategy."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -369,6 +371,18 @@ def test_diversity_keeps_a_subset_of_the_preselection(tiny):
     div = BALNet(n_candidates=100, diversity=3, random_state=0).query(net, pool, 4, **kw)
     assert len(set(div.tolist())) == 4
     assert set(div) <= set(pre)
+
+
+def test_diversity_warns_when_the_preselection_keeps_every_candidate(tiny):
+    net, X, y = tiny
+    kw = {"X_labeled": X[:50], "y_labeled": y[:50]}
+    pool = X[600:750]
+    with pytest.warns(UserWarning, match="does not narrow"):
+        idx = BALNet(n_candidates=40, diversity=4, random_state=0).query(net, pool, 10, **kw)
+    assert len(set(idx.tolist())) == 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BALNet(n_candidates=41, diversity=4, random_state=0).query(net, pool, 10, **kw)
 
 
 def test_recurrent_sequence_classifier(digits):

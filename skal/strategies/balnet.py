@@ -18,6 +18,7 @@ is affine in per-candidate scalars (appendix A.3.2), which is what the greedy
 search below adds up.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -172,7 +173,9 @@ class BALNet(QueryStrategy):
         random sample of 10,000 points, squared Euclidean cost on the flattened
         inputs the network sees). The spec suggests ``M = 10``. Needs
         ``X_labeled`` for the "union" part; without it the batch alone is
-        matched to the pool.
+        matched to the pool. Score more than ``n_instances * M`` candidates
+        (``n_candidates``), or the pre-selection keeps them all and the
+        criterion plays no part (a ``UserWarning`` says so).
     label_mode : {"predicted", "expected"}, default="predicted"
         Label used for a candidate's gradient: the predicted class (the author's
         code), or every class weighted by its predicted probability (the true
@@ -344,6 +347,13 @@ class BALNet(QueryStrategy):
         n_pre = min(n_instances * (self.diversity or 1), n_pool)
         cand = candidate_subset(n_pool, self.n_candidates, n_pre, rng)
         cand = np.arange(n_pool) if cand is None else cand
+        if self.diversity is not None and n_instances < n_pre >= cand.shape[0]:
+            warnings.warn(
+                f"BALNet scores {cand.shape[0]} candidates and pre-selects "
+                f"n_instances * diversity = {n_pre} of them, i.e. all: the criterion "
+                "does not narrow the diversity step's choice. Score more candidates "
+                "(n_candidates; None scores the whole pool) or lower diversity.",
+                UserWarning, stacklevel=3)
 
         a, c, e, const = self._statistics(estimator, X_pool[cand], X_labeled, y_labeled)
         chosen, first, values = greedy_trace_selection(

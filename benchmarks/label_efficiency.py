@@ -1077,7 +1077,11 @@ def render_page(sections, results_dir, quick=False):
         f"Adam (lr 3e-3), since SGD left the digits CNN near chance with 20 labels; at most "
         f"{RECIPES['fashion-mnist']['waal_max_epochs']} epochs of one pass over the pool each, "
         "with early stopping on the held-out labels where the recipe holds some out); every "
-        "other strategy uses the recipe above.",
+        "other strategy uses the recipe above. `balnet+wasserstein` is `BALNet(diversity=10)` "
+        "with its default 1,000 candidates: on digits the criterion pre-selects 200 of them "
+        "for the Wasserstein step, but with 100 or 500 per query (the Fashion-MNIST protocols) "
+        "the pre-selection keeps every scored candidate, so there the row measures Wasserstein "
+        "prototypes of a random subset (see [BALNet](balnet.md)).",
         "",
         "### Why this recipe",
         "",

@@ -169,8 +169,9 @@ _SEMI_SUPERVISED = {"waal"}
 # Why the runner's Fashion-MNIST page may lack `waal` (measured, see the #9 notes).
 _WAAL_COST_NOTE = (
     "`waal` is the costly one here: each round trains up to 20 passes over the whole "
-    "40K pool (labeled and unlabeled rows in pairs, plus the critic), 40-60 s a pass "
-    "with one CPU thread, so up to about 3.5 hours per seed on this 2-core machine. "
+    "40K pool (labeled and unlabeled rows in pairs, plus the critic), about a minute a "
+    "pass with one CPU thread (the other core busy), so up to about 3.5 hours per seed "
+    "on this 2-core machine. "
     "[WAAL on the paper's LeNet](#waal-on-the-papers-lenet) below runs it under the paper's "
     "protocol with 10 passes per round."
 )

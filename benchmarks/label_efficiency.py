@@ -166,15 +166,15 @@ STRATEGIES = {
 }
 # Strategies whose learner must be trained differently (WAAL's critic).
 _SEMI_SUPERVISED = {"waal"}
-# Why the runner's Fashion-MNIST page may lack `waal` (measured, see the #9 notes).
-_WAAL_COST_NOTE = (
+# Why a strategy may be missing from a data set's page (measured, see the #9 notes).
+_NOT_RUN_REASONS = {("fashion-mnist", "waal"): (
     "`waal` is the costly one here: each round trains up to 20 passes over the whole "
     "40K pool (labeled and unlabeled rows in pairs, plus the critic), about a minute a "
     "pass with one CPU thread (the other core busy), so up to about 3.5 hours per seed "
     "on this 2-core machine. "
     "[WAAL on the paper's LeNet](#waal-on-the-papers-lenet) below runs it under the paper's "
     "protocol with 10 passes per round."
-)
+)}
 DEFAULT_STRATEGIES = {
     "fashion-mnist": tuple(STRATEGIES),
     # Issue 5's comparison under the thesis's BALNet protocol.
@@ -1166,8 +1166,9 @@ def render_page(sections, results_dir, quick=False):
                     + ", ".join(f"`{n}`" for n in missing)
                     + f" (`python -m benchmarks.label_efficiency --dataset {dataset} "
                     f"--strategies {' '.join(missing)}`).", ""]
-            if dataset == "fashion-mnist" and "waal" in missing:
-                out += [_WAAL_COST_NOTE, ""]
+            for name in missing:
+                if (dataset, name) in _NOT_RUN_REASONS:
+                    out += [_NOT_RUN_REASONS[dataset, name], ""]
         if full is not None:
             out += [f"Full data: the same recipe trained on the whole pool reaches "
                     f"{100 * full:.2f} % (`python -m benchmarks.label_efficiency check-recipe "

@@ -450,7 +450,7 @@ class _Problem:
             return S.copy()
         # only the free centers' rows: with thousands of labeled centers the full
         # (|S|, M) matrix would be gigabytes, and its labeled rows are never used
-        C = self.weighted_cand_costs(sp.csr_matrix(T)[:, free])
+        C = self.weighted_cand_costs(T[:, free])
         allowed = np.flatnonzero(~self.is_labeled[self.cand])
         if allowed.size > 4 * free.size + 64:
             # an optimal distinct assignment almost surely uses only columns among

@@ -347,7 +347,7 @@ class BALNet(QueryStrategy):
         n_pre = min(n_instances * (self.diversity or 1), n_pool)
         cand = candidate_subset(n_pool, self.n_candidates, n_pre, rng)
         cand = np.arange(n_pool) if cand is None else cand
-        if self.diversity is not None and n_instances < n_pre >= cand.shape[0]:
+        if self.diversity is not None and n_instances < n_pre == cand.shape[0]:
             warnings.warn(
                 f"BALNet scores {cand.shape[0]} candidates and pre-selects "
                 f"n_instances * diversity = {n_pre} of them, i.e. all: the criterion "

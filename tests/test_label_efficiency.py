@@ -122,6 +122,25 @@ def test_summarize_writes_markdown_and_png(quick_results, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_results_page_names_missing_strategies_and_missing_seeds(monkeypatch):
+    monkeypatch.setitem(le.DEFAULT_STRATEGIES, "digits", ("random", "entropy", "waal", "bald"))
+    monkeypatch.setitem(le._RUN_COST_NOTES, ("digits", "waal"), "WAAL is slow here.")
+    payloads = [{"strategy": name, "seed": seed}
+                for name, seeds in (("random", (0, 1, 2)), ("entropy", (0, 1, 2)),
+                                    ("waal", (0, 2)))
+                for seed in seeds]
+    text = "\n".join(le._coverage_notes("digits", payloads, [0, 1, 2]))
+    assert "Not run yet under this protocol: `bald`" in text
+    assert "`waal` has fewer seeds than the other rows so far: 0, 2 of 0, 1, 2" in text
+    assert "--strategies waal --seeds 1`" in text
+    assert "WAAL is slow here." in text
+    assert "`random` has" not in text and "`entropy` has" not in text
+    # Every seed run: nothing to say.
+    complete = [{"strategy": n, "seed": s} for n in ("random", "entropy", "waal", "bald")
+                for s in (0, 1)]
+    assert le._coverage_notes("digits", complete, [0, 1]) == []
+
+
 def test_training_recipe():
     from skal.models import WAALClassifier
     from skal.nets import NeuralNetClassifier

@@ -171,7 +171,7 @@ _SEMI_SUPERVISED = {"waal"}
 _RUN_COST_NOTES = {("fashion-mnist", "waal"): (
     "Each `waal` round trains up to 20 passes over the whole 40K pool (labeled and "
     "unlabeled rows in pairs, plus the critic). With two CPU threads and nothing else "
-    "running, a pass took about 21 s and early stopping ended the rounds after about 7-16 "
+    "running, a pass took about 21 s and early stopping ended the rounds after about 6-16 "
     "passes: about 50 minutes per seed on this 2-core machine (the other rows: 8-52 "
     "minutes per seed with one thread each, two runs side by side). "
     "[WAAL on the paper's LeNet](#waal-on-the-papers-lenet) below runs it under the paper's "

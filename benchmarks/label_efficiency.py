@@ -32,6 +32,7 @@ Usage::
 """
 
 import argparse
+import collections
 import contextlib
 import hashlib
 import importlib
@@ -1153,8 +1154,8 @@ def render_page(sections, results_dir, quick=False):
         machine = payloads[0]["machine"]
         out += [
             f"Command: `{cmd}` ({len(payloads)} runs, seeds {', '.join(map(str, seeds))}; "
-            f"{machine['device']}, torch {machine['torch']}, {machine['torch_threads']} "
-            "thread(s)). Query and fit seconds are means per round; peak RSS is the "
+            f"{machine['device']}, torch {machine['torch']}, {_threads_text(payloads)}). "
+            "Query and fit seconds are means per round; peak RSS is the "
             "process's resident memory during the run, data included.",
             "",
         ]
@@ -1195,6 +1196,18 @@ def render_page(sections, results_dir, quick=False):
     ]
     out += _peers_section()
     return "\n".join(out).rstrip() + "\n"
+
+
+def _threads_text(payloads):
+    """The runs' torch thread count, naming the strategies that ran with another."""
+    counts = collections.Counter(p["machine"]["torch_threads"] for p in payloads)
+    usual = counts.most_common(1)[0][0]
+    other = sorted({(p["strategy"], p["machine"]["torch_threads"]) for p in payloads
+                    if p["machine"]["torch_threads"] != usual})
+    text = f"{usual} thread(s)"
+    if other:
+        text += " (" + ", ".join(f"`{name}`: {n}" for name, n in other) + ")"
+    return text
 
 
 def _coverage_notes(dataset, payloads, seeds):

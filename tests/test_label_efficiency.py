@@ -141,6 +141,14 @@ def test_results_page_names_missing_strategies_and_missing_seeds(monkeypatch):
     assert le._coverage_notes("digits", complete, [0, 1]) == []
 
 
+def test_results_page_names_runs_with_another_thread_count():
+    runs = [{"strategy": n, "seed": s, "machine": {"torch_threads": 1}}
+            for n in ("random", "margin") for s in (0, 1)]
+    assert le._threads_text(runs) == "1 thread(s)"
+    runs += [{"strategy": "waal", "seed": s, "machine": {"torch_threads": 2}} for s in (0, 1)]
+    assert le._threads_text(runs) == "1 thread(s) (`waal`: 2)"
+
+
 def test_training_recipe():
     from skal.models import WAALClassifier
     from skal.nets import NeuralNetClassifier

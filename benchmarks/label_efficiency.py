@@ -35,9 +35,7 @@ import argparse
 import collections
 import contextlib
 import hashlib
-import importlib
 import json
-import math
 import os
 import platform
 import resource
@@ -48,13 +46,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 # A source checkout runs without installing skal.
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from skal import registry  # noqa: E402
+from skal.nets import FashionLeNet  # noqa: E402
+from skal.recipes import (  # noqa: E402
+    RECIPES,
+    AugmentCollate,
+    HoldoutSplit,
+    describe_recipe,
+    training_recipe,
+)
 from skal.simulation import SimulationResult, SimulationResults, simulate  # noqa: E402
 
 __all__ = [
@@ -129,44 +135,12 @@ PAPER_COLUMN = {
 }
 
 # ---------------------------------------------------------------------------
-# Strategy registry: built lazily, so a strategy whose module has not landed (or
-# fails to import) is reported as unavailable instead of breaking the runner.
-#
-# name -> (module, class name, constructor kwargs, registry name of a base strategy
-#          passed as the first argument, or None)
-STRATEGIES = {
-    "random": ("skal.strategies.random", "RandomSampling", {}, None),
-    "entropy": ("skal.strategies.uncertainty", "UncertaintySampling", {"measure": "entropy"}, None),
-    "margin": ("skal.strategies.uncertainty", "UncertaintySampling", {"measure": "margin"}, None),
-    "least-confident": (
-        "skal.strategies.uncertainty", "UncertaintySampling", {"measure": "least_confident"}, None
-    ),
-    "bald": ("skal.strategies.bayesian", "BALD", {"n_passes": 10}, None),
-    "coreset": ("skal.strategies.coreset", "CoreSet", {}, None),
-    "dfal": ("skal.strategies.dfal", "DFAL", {}, None),
-    "dfal-noadv": ("skal.strategies.dfal", "DFAL", {"add_adversarial": False}, None),
-    "ceal": ("skal.strategies.dfal", "CEAL", {}, None),
-    "egl": ("skal.strategies.dfal", "EGL", {}, None),
-    "dqbc": ("skal.strategies.committee", "DQBC", {}, None),
-    "qbc": ("skal.strategies.committee", "QueryByCommittee", {}, None),
-    "balnet": ("skal.strategies.balnet", "BALNet", {}, None),
-    # The thesis's diversity step (Eq. 5.15) with its M = 10.
-    "balnet+wasserstein": ("skal.strategies.balnet", "BALNet", {"diversity": 10}, None),
-    "waal": ("skal.strategies.waal", "WAAL", {}, None),
-    "wasserstein-prototypes": (
-        "skal.strategies.wasserstein", "WassersteinPrototypes", {}, None
-    ),
-    "entropy+wasserstein": (
-        "skal.strategies.wasserstein", "WassersteinDiversity", {}, "entropy"
-    ),
-    "bald+wasserstein": ("skal.strategies.wasserstein", "WassersteinDiversity", {}, "bald"),
-    "wasserstein-coreset": (
-        "skal.strategies.wasserstein_coreset", "WassersteinCoreSet", {}, None
-    ),
-    "kmedoids-coreset": ("skal.strategies.wasserstein_coreset", "KMedoidsCoreSet", {}, None),
-}
-# Strategies whose learner must be trained differently (WAAL's critic).
-_SEMI_SUPERVISED = {"waal"}
+# Strategies: skal.registry's table (shared with the ``skal`` command).
+
+STRATEGIES = registry.STRATEGIES
+_SEMI_SUPERVISED = registry.SEMI_SUPERVISED
+make_strategy = registry.make_strategy
+available_strategies = registry.strategy_status
 # Why a strategy may be missing from a data set's page, or short of seeds there
 # (measured, see the #9 notes).
 _RUN_COST_NOTES = {("fashion-mnist", "waal"): (
@@ -189,312 +163,12 @@ DEFAULT_STRATEGIES = {
 QUICK_STRATEGIES = ("random", "entropy", "bald", "coreset")
 
 
-def make_strategy(name):
-    """A fresh strategy from its registry name.
-
-    Raises
-    ------
-    ValueError
-        Unknown name, or the strategy's module or class is not available (the
-        message says why).
-    """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}.")
-    module, class_name, kwargs, base = STRATEGIES[name]
-    try:
-        cls = getattr(importlib.import_module(module), class_name)
-    except ImportError as exc:
-        raise ValueError(f"strategy {name!r} is unavailable: cannot import {module} ({exc}).")
-    except AttributeError:
-        raise ValueError(f"strategy {name!r} is unavailable: {module} has no {class_name}.")
-    args = (make_strategy(base),) if base is not None else ()
-    return cls(*args, **kwargs)
-
-
-def available_strategies():
-    """``{name: None if available else the reason}`` for every registry name."""
-    status = {}
-    for name in STRATEGIES:
-        try:
-            make_strategy(name)
-            status[name] = None
-        except Exception as exc:  # a broken module must not stop the listing
-            status[name] = str(exc)
-    return status
-
-
 # ---------------------------------------------------------------------------
 # The training recipe
 
 
-class _Standardize(nn.Module):
-    """``(x - mean) / std`` with fixed constants (kept in the module so that the
-    strategies, DeepFool included, work on the raw [0, 1] images)."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
-
-
-class FashionLeNet(nn.Module):
-    """The WAAL paper's Fashion-MNIST LeNet, optionally widened, with input scaling.
-
-    ``features``: standardise, conv ``10w``@5x5, max-pool, ReLU, conv ``20w``@5x5,
-    Dropout2d, max-pool, ReLU, flatten (``320w`` values for 28x28 inputs).
-    ``classifier``: ``320w -> 50w -> ReLU -> Dropout(0.5) -> n_classes``. With
-    ``width=1`` and ``conv_dropout=0.5`` the layers are those of
-    :class:`skal.models.WAALLeNet`. The ``features`` / ``classifier`` split is the
-    one :class:`skal.models.WAALClassifier` needs, and the dropout layers are the
-    ones MC-dropout strategies sample.
-
-    Parameters
-    ----------
-    n_classes : int, default=10
-    in_channels : int, default=1
-    input_size : int, default=28
-    width : int, default=2
-        Multiplies every layer's width.
-    conv_dropout : float, default=0.25
-        Dropout2d rate after the second convolution (0.5 in the paper).
-    mean, std : float
-        Input standardisation (Fashion-MNIST's pixel mean and std).
-
-    Examples
-    --------
-    >>> FashionLeNet()(torch.zeros(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
-    """
-
-    def __init__(self, n_classes=10, in_channels=1, input_size=28, width=2, conv_dropout=0.25,
-                 mean=0.2860, std=0.3530):
-        super().__init__()
-        c1, c2, hidden = 10 * width, 20 * width, 50 * width
-        self.features = nn.Sequential(
-            _Standardize(mean, std),
-            nn.Conv2d(in_channels, c1, kernel_size=5), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel_size=5), nn.Dropout2d(conv_dropout), nn.MaxPool2d(2),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        side = ((input_size - 4) // 2 - 4) // 2
-        self.embedding_dim = c2 * side * side
-        self.classifier = nn.Sequential(
-            nn.Linear(self.embedding_dim, hidden), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(hidden, n_classes),
-        )
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-class AugmentCollate:
-    """Training-batch augmentation as a DataLoader ``collate_fn``.
-
-    Random horizontal flips and random translations of up to ``shift`` pixels
-    (zero padding, i.e. background for Fashion-MNIST). It runs on training batches
-    only (skorch's ``iterator_train__collate_fn``), so validation, prediction and
-    every strategy see the images as they are. It draws from torch's global RNG,
-    which :class:`skal.nets.NeuralNetClassifier` seeds inside ``fit`` from its
-    ``random_state`` (and restores afterwards).
-
-    Parameters
-    ----------
-    flip : bool, default=True
-    shift : int, default=2
-    """
-
-    def __init__(self, flip=True, shift=2):
-        self.flip = flip
-        self.shift = shift
-
-    def __repr__(self):
-        return f"AugmentCollate(flip={self.flip}, shift={self.shift})"
-
-    def __call__(self, items):
-        X, y = torch.utils.data.default_collate(items)
-        if not isinstance(X, torch.Tensor) or X.dim() != 4:
-            return X, y
-        n = X.shape[0]
-        if self.flip:
-            flip = torch.rand(n) < 0.5
-            X = torch.where(flip[:, None, None, None], X.flip(-1), X)
-        if self.shift:
-            s = int(self.shift)
-            h, w = X.shape[-2:]
-            padded = nn.functional.pad(X, (s, s, s, s))
-            dy = torch.randint(0, 2 * s + 1, (n,))
-            dx = torch.randint(0, 2 * s + 1, (n,))
-            rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]  # (n, h, 1)
-            cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, :]  # (n, 1, w)
-            batch = torch.arange(n)[:, None, None]
-            # Advanced indexing puts the channel axis last: (n, h, w, c).
-            X = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
-        return X, y
-
-
-class HoldoutSplit:
-    """Hold out a fraction of the labeled set for early stopping.
-
-    Stratified when every class present has at least two labels and the held-out
-    part can hold one of each; a plain random split otherwise (tiny seed sets).
-    The split depends only on the labeled set and ``random_state``. Returns torch
-    ``Subset`` objects, as :class:`skorch.dataset.ValidSplit` does (which it uses).
-
-    Parameters
-    ----------
-    fraction : float, default=0.1
-    random_state : int, default=0
-    """
-
-    def __init__(self, fraction=0.1, random_state=0):
-        self.fraction = fraction
-        self.random_state = random_state
-
-    def __repr__(self):
-        return f"HoldoutSplit(fraction={self.fraction}, random_state={self.random_state})"
-
-    def __call__(self, dataset, y=None, groups=None):
-        from skorch.dataset import ValidSplit
-
-        stratified = False
-        if y is not None:
-            y = np.asarray(y)
-            counts = np.unique(y, return_counts=True)[1]
-            n_valid = math.ceil(self.fraction * len(y))
-            stratified = counts.min() >= 2 and counts.size <= n_valid <= len(y) - counts.size
-        split = ValidSplit(self.fraction, stratified=stratified, random_state=self.random_state)
-        return split(dataset, y, groups)
-
-
-# The recipe, per data set; training_recipe() builds the net from it and the
-# results page prints it.
-RECIPES = {
-    "fashion-mnist": {
-        "module": "FashionLeNet(width=2, conv_dropout=0.25) (the WAAL paper's LeNet, 2x wider, "
-                  "inputs standardised)",
-        "optimizer": "Adam", "lr": 1e-3, "batch_size": 64, "max_epochs": 60,
-        "holdout": 0.1, "early_stopping_patience": 8, "plateau_patience": 3,
-        "plateau_factor": 0.3, "augmentation": "random horizontal flip + shifts of up to 2 px",
-        "waal_max_epochs": 20, "waal_patience": 4, "waal_optimizer": "SGD", "waal_lr": 0.01,
-    },
-    "digits": {
-        "module": "skal.nets.DigitsCNN (conv 16-32, dense 64, dropout 0.5)",
-        # As cnn_classifier("digits"); with 1e-2 more rounds ended near chance.
-        "optimizer": "Adam", "lr": 3e-3, "batch_size": 16, "max_epochs": 60,
-        # No held-out labels: early stopping on the 4-44 labels a 20 % split leaves
-        # kept near-chance weights in a third of the first rounds (0.10-0.17 test
-        # accuracy with 20 labels, 0.56-0.64 with a fixed 60 epochs).
-        "holdout": None, "early_stopping_patience": None, "plateau_patience": None,
-        "plateau_factor": None, "augmentation": None,
-        # WAAL's SGD (lr 0.01) leaves the digits CNN near chance with 20 labels.
-        "waal_max_epochs": 20, "waal_patience": None, "waal_optimizer": "Adam", "waal_lr": 3e-3,
-    },
-}
-# The small-budget protocol: Fashion-MNIST's recipe with the thesis's batch and,
-# as on digits, no labels held out (10-100 held-out images are too few to choose
-# an epoch), so no callbacks that need a validation loss.
-RECIPES["fashion-mnist-thesis"] = {
-    **RECIPES["fashion-mnist"], "batch_size": 32, "holdout": None,
-    "early_stopping_patience": None, "plateau_patience": None, "plateau_factor": None,
-    "waal_patience": None,
-}
-
-
-def training_recipe(dataset, *, semi_supervised=False, max_epochs=None, device="auto",
-                    random_state=None):
-    """skal's default training recipe for the label-efficiency benchmarks.
-
-    Every round retrains from scratch (as in the papers) with Adam. On
-    Fashion-MNIST 10 % of the *labeled* set is held out (as the thesis code does)
-    to drive early stopping (the best epoch's weights are kept) and a learning
-    rate cut by 0.3 when the held-out loss plateaus, and training batches are
-    augmented with flips and small shifts. The small-budget Fashion-MNIST
-    protocol (100-1,000 labels, augmented) and digits (20-220 labels) train a
-    fixed 60 epochs on all their labels: a held-out part that small picks bad
-    epochs.
-
-    Parameters
-    ----------
-    dataset : {"fashion-mnist", "fashion-mnist-thesis", "digits"}
-    semi_supervised : bool, default=False
-        Return a :class:`skal.models.WAALClassifier` on the same module (for the
-        ``waal`` strategy): WAAL's own SGD recipe and paired labeled/unlabeled
-        batches, with early stopping on the same held-out labels (on the last
-        weights: the critic must match the features it was trained with).
-    max_epochs : int or None, default=None
-        Override the recipe's epoch cap (quick runs).
-    device : str, default="auto"
-    random_state : int or None, default=None
-        Left ``None``, :func:`skal.simulate` seeds it from the run's seed.
-
-    Returns
-    -------
-    skal.nets.NeuralNetClassifier or skal.models.WAALClassifier
-
-    Examples
-    --------
-    >>> net = training_recipe("fashion-mnist", max_epochs=2, random_state=0)
-    >>> net.max_epochs, type(net.train_split).__name__
-    (2, 'HoldoutSplit')
-    >>> training_recipe("digits").train_split is None
-    True
-    """
-    from skorch.callbacks import EarlyStopping, LRScheduler
-
-    from skal.nets import DigitsCNN, NeuralNetClassifier, resolve_device
-
-    if dataset not in RECIPES:
-        raise ValueError(f"Unknown data set {dataset!r}; choose one of {DATASETS}.")
-    recipe = RECIPES[dataset]
-    module = FashionLeNet if _source(dataset) == "fashion-mnist" else DigitsCNN
-    holdout = recipe["holdout"]
-    common = {
-        "module__n_classes": 10,
-        "train_split": HoldoutSplit(holdout, random_state=0) if holdout else None,
-        "device": str(resolve_device(device)),
-        "random_state": random_state,
-        "verbose": 0,
-    }
-    if semi_supervised:
-        from skal.models import WAALClassifier
-
-        epochs = max_epochs or recipe["waal_max_epochs"]
-        return WAALClassifier(
-            module,
-            optimizer=getattr(torch.optim, recipe["waal_optimizer"]),
-            lr=recipe["waal_lr"],
-            max_epochs=epochs,
-            callbacks=(
-                [("early_stopping", EarlyStopping(patience=recipe["waal_patience"]))]
-                if holdout else []
-            ),
-            **common,
-        )
-    callbacks = [] if not holdout else [
-        ("plateau", LRScheduler(policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
-                                monitor="valid_loss", patience=recipe["plateau_patience"],
-                                factor=recipe["plateau_factor"])),
-        ("early_stopping", EarlyStopping(patience=recipe["early_stopping_patience"],
-                                         load_best=True)),
-    ]
-    extra = {}
-    if recipe["augmentation"]:
-        extra["iterator_train__collate_fn"] = AugmentCollate(flip=True, shift=2)
-    return NeuralNetClassifier(
-        module,
-        optimizer=torch.optim.Adam,
-        lr=recipe["lr"],
-        batch_size=recipe["batch_size"],
-        max_epochs=max_epochs or recipe["max_epochs"],
-        iterator_train__shuffle=True,
-        callbacks=callbacks,
-        **common,
-        **extra,
-    )
+# AugmentCollate, HoldoutSplit, RECIPES and training_recipe live in skal.recipes (one
+# recipe for the CLI, skal.simulate, this runner and the docs); FashionLeNet in skal.nets.
 
 
 # ---------------------------------------------------------------------------
@@ -1027,15 +701,7 @@ def _run_recipe(dataset, sections):
 
 
 def _recipe_line(dataset, sections=None):
-    r = _run_recipe(dataset, sections or {})
-    aug = r["augmentation"] or "no augmentation"
-    head = f"{r['module']}; {r['optimizer']} (lr {r['lr']:g}), batch {r['batch_size']}, "
-    if not r["holdout"]:
-        return head + f"{r['max_epochs']} epochs on every label (none held out); {aug}."
-    return (head + f"at most {r['max_epochs']} epochs; {100 * r['holdout']:.0f} % of the "
-            f"labeled set held out: early stopping (patience {r['early_stopping_patience']}, "
-            f"best weights kept) and lr x{r['plateau_factor']} after {r['plateau_patience']} "
-            f"epochs without progress; {aug}.")
+    return describe_recipe(_run_recipe(dataset, sections or {}))
 
 
 def render_page(sections, results_dir, quick=False):

@@ -13,93 +13,31 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["STRATEGY_NAMES", "build_parser", "main", "make_strategy"]
+from . import registry
+from .recipes import describe_recipe
+
+__all__ = ["DEFAULT_STRATEGIES", "STRATEGY_NAMES", "available_strategies", "build_parser",
+           "main", "make_strategy"]
 
 DEFAULT_STRATEGIES = ("random", "entropy", "margin", "bald", "coreset")
 
-# name -> (module defining the class, class name, constructor kwargs). Classes
-# are looked up in skal.strategies and skal first, then in their own module, so
-# strategies written by other skal modules show up once they exist.
-_STRATEGIES = {
-    "random": ("skal.strategies.random", "RandomSampling", {}),
-    "entropy": ("skal.strategies.uncertainty", "UncertaintySampling", {"measure": "entropy"}),
-    "margin": ("skal.strategies.uncertainty", "UncertaintySampling", {"measure": "margin"}),
-    "least-confident": (
-        "skal.strategies.uncertainty", "UncertaintySampling", {"measure": "least_confident"}
-    ),
-    "bald": ("skal.strategies.bayesian", "BALD", {"n_passes": 10}),
-    "coreset": ("skal.strategies.coreset", "CoreSet", {}),
-    "dqbc": ("skal.strategies.committee", "DQBC", {}),
-    "balnet": ("skal.strategies.balnet", "BALNet", {}),
-    "dfal": ("skal.strategies.dfal", "DFAL", {}),
-    "ceal": ("skal.strategies.dfal", "CEAL", {}),
-    "egl": ("skal.strategies.dfal", "EGL", {}),
-}
-STRATEGY_NAMES = tuple(_STRATEGIES)
-_ALIASES = {
-    "core-set": "coreset",
-    "kcenter": "coreset",
-    "least_confident": "least-confident",
-    "leastconfident": "least-confident",
-    "uncertainty": "least-confident",
-}
+# Every strategy has one name, in skal.registry (shared with the benchmark runner).
+STRATEGY_NAMES = tuple(registry.STRATEGIES)
+make_strategy = registry.make_strategy
+available_strategies = registry.available_strategies
 
-# Per data set: defaults that keep the default run to a couple of minutes on a
-# 2-core CPU (digits) and a few minutes for Fashion-MNIST.
+# Per data set: the protocol of the default run (a couple of minutes on a 2-core
+# CPU for digits). The training recipe is skal.recipes.training_recipe(dataset).
 _DATASET_DEFAULTS = {
     "digits": {
-        "arch": "digits", "n_initial": 20, "batch_size": 20, "n_queries": 10, "epochs": 20, "lr": 1e-2,
-        "n_train": None, "n_test": None, "threads": 1,
+        "n_initial": 20, "batch_size": 20, "n_queries": 10, "n_train": None, "n_test": None,
+        "threads": 1, "n_jobs": 2,
     },
     "fashion-mnist": {
-        "arch": "lenet5", "n_initial": 100, "batch_size": 100, "n_queries": 10, "epochs": 10, "lr": 1e-3,
-        "n_train": 10000, "n_test": 2000, "threads": None,
+        "n_initial": 100, "batch_size": 100, "n_queries": 10, "n_train": 10000, "n_test": 2000,
+        "threads": None, "n_jobs": None,
     },
 }
-
-
-def make_strategy(name, random_state=None):
-    """A strategy from its command-line name (see ``skal --list-strategies``).
-
-    Examples
-    --------
-    >>> make_strategy("margin")  # doctest: +SKIP
-    UncertaintySampling(measure='margin')
-    """
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in _STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {name!r}; choose from {', '.join(available_strategies())}."
-        )
-    module, class_name, kwargs = _STRATEGIES[key]
-    cls = _lookup(module, class_name)
-    if cls is None:
-        raise ValueError(
-            f"Strategy {name!r} ({class_name}) is not available in this skal installation."
-        )
-    strategy = cls(**kwargs)
-    if random_state is not None and "random_state" in strategy.get_params(deep=False):
-        strategy.set_params(random_state=random_state)
-    return strategy
-
-
-def available_strategies():
-    """Command-line strategy names whose classes exist in this installation."""
-    return [name for name, (mod, cls, _) in _STRATEGIES.items() if _lookup(mod, cls) is not None]
-
-
-def _lookup(module, class_name):
-    import importlib
-
-    for name in ("skal.strategies", "skal", module):
-        try:
-            namespace = importlib.import_module(name)
-        except ImportError:
-            continue
-        cls = getattr(namespace, class_name, None)
-        if cls is not None:
-            return cls
-    return None
 
 
 def _int_list(text):
@@ -146,12 +84,14 @@ def build_parser():
         prog="skal",
         description=(
             "Compare active-learning query strategies in a simulated labeling loop: "
-            "learning curves, AUBC, labels to reach a target accuracy, query times."
+            "learning curves, AUBC, the gain over random sampling, labels to reach a "
+            "target accuracy, query times."
         ),
         epilog=(
-            "Defaults (digits): --n-initial 20 --batch-size 20 --n-queries 10 --epochs 20 "
-            "--lr 0.01 --threads 1; (fashion-mnist): --n-initial 100 --batch-size 100 "
-            "--n-queries 10 --epochs 10 --lr 0.001 --n-train 10000 --n-test 2000."
+            "Protocol defaults (digits): --n-initial 20 --batch-size 20 --n-queries 10 "
+            "--threads 1 --n-jobs 2; (fashion-mnist): --n-initial 100 --batch-size 100 "
+            "--n-queries 10 --n-train 10000 --n-test 2000. The training recipe of each data "
+            "set: skal --recipe [--dataset ...]."
         ),
     )
     parser.add_argument(
@@ -159,7 +99,7 @@ def build_parser():
         choices=("digits", "fashion-mnist"),
         default="digits",
         help="digits: sklearn's 8x8 digits with a small CNN (default); "
-        "fashion-mnist: local Fashion-MNIST with LeNet-5",
+        "fashion-mnist: local Fashion-MNIST with the WAAL paper's LeNet",
     )
     parser.add_argument(
         "--data-path",
@@ -171,7 +111,8 @@ def build_parser():
         "--strategies",
         type=_name_list,
         default=list(DEFAULT_STRATEGIES),
-        help=f"comma-separated names (default: {','.join(DEFAULT_STRATEGIES)})",
+        help=f"comma-separated names, or 'all' (default: {','.join(DEFAULT_STRATEGIES)}; "
+        "see skal --list)",
     )
     parser.add_argument(
         "--seeds", type=_int_list, default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)"
@@ -179,10 +120,10 @@ def build_parser():
     parser.add_argument("--n-initial", type=_positive, default=None, help="size of the random seed set")
     parser.add_argument("--batch-size", type=_positive, default=None, help="samples queried per round")
     parser.add_argument("--n-queries", type=_non_negative, default=None, help="number of query rounds")
-    parser.add_argument("--epochs", type=_positive, default=None, help="training epochs per fit")
     parser.add_argument(
-        "--lr", type=float, default=None, help="Adam learning rate (default: 1e-2 digits, 1e-3 fashion-mnist)"
+        "--epochs", type=_positive, default=None, help="override the recipe's training epochs per fit"
     )
+    parser.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
     parser.add_argument("--n-train", type=_positive, default=None, help="pool size (random stratified subset)")
     parser.add_argument("--n-test", type=_positive, default=None, help="test set size (random stratified subset)")
     parser.add_argument(
@@ -196,11 +137,13 @@ def build_parser():
         "--threads",
         type=_positive,
         default=None,
-        help="torch CPU threads (default: 1 for digits, whose tiny CNN only loses "
+        help="torch CPU threads per run (default: 1 for digits, whose tiny CNN only loses "
         "from intra-op threading; torch's default for fashion-mnist)",
     )
     parser.add_argument(
-        "--n-jobs", type=int, default=None, help="parallel (strategy, seed) runs (default: 1)"
+        "--n-jobs", type=int, default=None,
+        help="parallel (strategy, seed) runs (default: 2 for digits, 1 for fashion-mnist); "
+        "results do not depend on it",
     )
     parser.add_argument(
         "--diagnostics",
@@ -212,9 +155,64 @@ def build_parser():
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
-        "--list-strategies", action="store_true", help="print the available strategy names and exit"
+        "--list", "--list-strategies", dest="list_strategies", action="store_true",
+        help="print every strategy with one line on what it queries, and exit",
+    )
+    parser.add_argument(
+        "--recipe", action="store_true",
+        help="print the data set's training recipe and protocol, and exit",
     )
     return parser
+
+
+def _settings(args):
+    defaults = _DATASET_DEFAULTS[args.dataset]
+    return {
+        key: getattr(args, key) if getattr(args, key) is not None else defaults[key]
+        for key in ("n_initial", "batch_size", "n_queries", "n_train", "n_test")
+    }
+
+
+def _print_recipe(args):
+    settings = _settings(args)
+    print(f"{args.dataset}: {describe_recipe(args.dataset)}")
+    overrides = [f"{k} {v:g}" for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v]
+    if overrides:
+        print(f"overridden here: {', '.join(overrides)}")
+    print(
+        f"protocol: {settings['n_initial']} random labels, then {settings['n_queries']} queries "
+        f"of {settings['batch_size']}; pool {settings['n_train'] or 'all'}, "
+        f"test {settings['n_test'] or 'all'}"
+    )
+    print("Python: skal.recipes.training_recipe(" + repr(args.dataset) + ")")
+
+
+def _run_simulations(strategies, dataset, n_classes, args, data, settings):
+    """simulate() once per kind of learner (WAAL trains its own), results merged."""
+    from .recipes import training_recipe
+    from .simulation import SimulationResults, simulate
+
+    X, y, X_test, y_test = data
+    groups = {}
+    for name, strategy in strategies.items():
+        groups.setdefault(name in registry.SEMI_SUPERVISED, {})[name] = strategy
+    defaults = _DATASET_DEFAULTS[dataset]
+    n_jobs = args.n_jobs if args.n_jobs is not None else defaults["n_jobs"]
+    runs = []
+    for semi, group in groups.items():
+        net = training_recipe(dataset, n_classes=n_classes, semi_supervised=semi,
+                              max_epochs=args.epochs, lr=args.lr, device=args.device)
+        results = simulate(
+            net, group, X, y, X_test, y_test,
+            n_initial=settings["n_initial"], batch_size=settings["batch_size"],
+            n_queries=settings["n_queries"], random_state=list(args.seeds),
+            classes=list(range(n_classes)), diagnostics=args.diagnostics,
+            progress=not args.no_progress, n_jobs=n_jobs,
+        )
+        runs.extend(results)
+    order = list(strategies)
+    runs.sort(key=lambda r: order.index(r.strategy))
+    return SimulationResults(runs)
 
 
 def main(argv=None):
@@ -228,23 +226,20 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_strategies:
-        print("\n".join(available_strategies()))
+        print(registry.describe_strategies())
+        return 0
+    if args.recipe:
+        _print_recipe(args)
         return 0
 
+    names = list(registry.STRATEGIES) if args.strategies == ["all"] else args.strategies
     try:
-        strategies = {name: make_strategy(name) for name in args.strategies}
+        strategies = {name: make_strategy(name) for name in names}
     except ValueError as exc:
         parser.error(str(exc))
-
-    defaults = _DATASET_DEFAULTS[args.dataset]
-    settings = {
-        key: getattr(args, key) if getattr(args, key) is not None else defaults[key]
-        for key in ("n_initial", "batch_size", "n_queries", "epochs", "lr", "n_train", "n_test")
-    }
+    settings = _settings(args)
 
     from .datasets import load_dataset
-    from .nets import cnn_classifier
-    from .simulation import simulate
 
     try:
         X, y, X_test, y_test = load_dataset(
@@ -266,44 +261,27 @@ def main(argv=None):
         )
 
     n_classes = int(max(y.max(), y_test.max()) + 1)
-    net = cnn_classifier(
-        defaults["arch"],
-        n_classes,
-        max_epochs=settings["epochs"],
-        lr=settings["lr"],
-        device=args.device,
-    )
-
     print(
-        f"skal: {args.dataset}, pool {len(X)}, test {len(X_test)}, {defaults['arch']} CNN, "
-        f"{settings['epochs']} epochs (lr {settings['lr']:g}); {settings['n_initial']} initial labels + "
-        f"{settings['n_queries']} x {settings['batch_size']} queried; "
-        f"strategies {', '.join(strategies)}; seeds {', '.join(map(str, args.seeds))}",
+        f"skal: {args.dataset}, pool {len(X)}, test {len(X_test)}; "
+        f"{settings['n_initial']} initial labels + {settings['n_queries']} x "
+        f"{settings['batch_size']} queried; strategies {', '.join(strategies)}; "
+        f"seeds {', '.join(map(str, args.seeds))}",
         flush=True,
     )
+    print(f"recipe: {describe_recipe(args.dataset)}"
+          + (f" (overridden: epochs {args.epochs})" if args.epochs else "")
+          + (f" (overridden: lr {args.lr:g})" if args.lr else ""), flush=True)
     import torch
 
+    defaults = _DATASET_DEFAULTS[args.dataset]
     threads = args.threads if args.threads is not None else defaults["threads"]
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        results = simulate(
-            net,
-            strategies,
-            X,
-            y,
-            X_test,
-            y_test,
-            n_initial=settings["n_initial"],
-            batch_size=settings["batch_size"],
-            n_queries=settings["n_queries"],
-            random_state=list(args.seeds),
-            classes=list(range(n_classes)),
-            diagnostics=args.diagnostics,
-            progress=not args.no_progress,
-            n_jobs=args.n_jobs,
+        results = _run_simulations(
+            strategies, args.dataset, n_classes, args, (X, y, X_test, y_test), settings
         )
     finally:
         # main() may run inside a larger program (tests, notebooks).
@@ -315,11 +293,14 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     png = out / "learning_curves.png"
     json_path = out / "results.json"
-    results.plot(png, title=f"{args.dataset}: test accuracy vs labels")
+    results.plot(png, title=f"{args.dataset}: test accuracy vs labels",
+                 groups={name: registry.strategy_family(name) for name in strategies})
     payload = results.to_dict()
     payload["config"] = {
         "dataset": args.dataset,
-        "arch": defaults["arch"],
+        "recipe": describe_recipe(args.dataset),
+        "epochs": args.epochs,
+        "lr": args.lr,
         "strategies": {name: repr(s) for name, s in strategies.items()},
         "seeds": list(args.seeds),
         "device": args.device,

@@ -272,10 +272,40 @@ class SimulationResults:
             target_accuracy = math.floor(0.95 * best * 1000) / 1000
         return float(target_accuracy)
 
+    def labels_to_match(self, name, reference="random"):
+        """Labels ``name``'s mean curve needs to reach ``reference``'s mean final accuracy.
+
+        Returns ``(labels, reference_labels)``: the first point of each mean
+        curve at or above the reference's mean final accuracy (``labels`` is
+        None if ``name`` never gets there). Their difference is the number of
+        labels the strategy saves against the reference.
+        """
+        x_ref, acc_ref, _ = self.mean_curve(reference)
+        goal = acc_ref[-1]
+        ref_hit = int(x_ref[np.flatnonzero(acc_ref >= goal)[0]])
+        x, acc, _ = self.mean_curve(name)
+        hit = np.flatnonzero(acc >= goal)
+        return (int(x[hit[0]]) if hit.size else None), ref_hit
+
+    def paired_aubc_difference(self, name, reference="random"):
+        """Per-seed AUBC differences ``name - reference`` over the seeds both ran.
+
+        Both runs of a seed share the seed set and initial weights, so the
+        paired difference is far less noisy than the difference of the means.
+        """
+        ref = {_seed_key(r.random_state): r.aubc for r in self.by_strategy(reference)}
+        return np.array([
+            r.aubc - ref[_seed_key(r.random_state)] for r in self.by_strategy(name)
+            if _seed_key(r.random_state) in ref
+        ])
+
     def summary(self, target_accuracy=None):
         """One dict per strategy: mean and std of AUBC and final accuracy, labels
-        to reach the target, mean query / fit seconds per round."""
+        to reach the target, mean query / fit seconds per round; with a
+        ``"random"`` run, also the paired AUBC difference to it and the labels
+        saved to reach its final accuracy."""
         target = self.resolve_target(target_accuracy)
+        has_random = "random" in self.strategies
         rows = []
         for name in self.strategies:
             runs = self.by_strategy(name)
@@ -303,7 +333,20 @@ class SimulationResults:
                     "total_time_mean": float(np.mean([r.total_time for r in runs])),
                 }
             )
+            if has_random:
+                rows[-1].update(self._against_random(name))
         return rows
+
+    def _against_random(self, name):
+        diff = self.paired_aubc_difference(name) if name != "random" else np.zeros(0)
+        labels, random_labels = self.labels_to_match(name)
+        return {
+            "aubc_vs_random_mean": float(diff.mean()) if diff.size else None,
+            "aubc_vs_random_std": float(diff.std()) if diff.size else None,
+            "n_paired_seeds": int(diff.size),
+            "labels_to_random_final": labels,
+            "labels_saved_vs_random": None if labels is None else random_labels - labels,
+        }
 
     def table(self, target_accuracy=None):
         """Plain-text table: AUBC and final accuracy (mean ± std over seeds),
@@ -316,9 +359,11 @@ class SimulationResults:
         if not rows:
             return "(no runs)"
         target = rows[0]["target_accuracy"]
+        paired = "aubc_vs_random_mean" in rows[0]
         header = [
             "strategy",
             "AUBC",
+            *(["AUBC - random", "labels saved"] if paired else []),
             "final acc",
             f"labels to {100 * target:.1f}%" if target is not None else "labels to target",
             "query s",
@@ -339,6 +384,7 @@ class SimulationResults:
                 [
                     row["strategy"],
                     _pm(row["aubc_mean"], row["aubc_std"], n),
+                    *(_vs_random_cells(row) if paired else []),
                     _pm(row["final_accuracy_mean"], row["final_accuracy_std"], n),
                     reach,
                     f"{row['query_time_mean']:.3f}",
@@ -357,52 +403,104 @@ class SimulationResults:
         out += [fmt(line) for line in lines]
         out.append(f"({seeds} seed{'s' if seeds != 1 else ''}; mean ± std over seeds; "
                    "query s / fit s: mean seconds per round)")
+        if paired:
+            out.append("(AUBC - random: mean ± std of the per-seed differences, same seed sets "
+                       "and initial weights; labels saved: fewer labels than random needs to "
+                       "reach random's final mean accuracy, on the mean curves, '-' if never "
+                       "reached)")
         return "\n".join(out)
 
-    def plot(self, path=None, *, ax=None, title=None, std=True, dpi=120):
+    def plot(self, path=None, *, ax=None, title=None, std=True, dpi=120, groups=None):
         """Mean learning curves (test accuracy vs labels), one line per strategy,
         with a ±1 std band over seeds.
 
-        Uses matplotlib's Agg canvas directly, so no display is needed and the
-        global pyplot backend is left alone.
+        Every strategy gets its own colour and marker. With more than six
+        strategies the legend goes outside the axes, and with ``groups`` the
+        figure has one panel per group (small multiples), ``"random"`` drawn in
+        every panel as a dashed grey reference. Uses matplotlib's Agg canvas
+        directly, so no display is needed and the global pyplot backend is left
+        alone.
 
         Parameters
         ----------
         path : str, path-like or None
             Write the figure there (PNG by default, format from the suffix).
         ax : matplotlib Axes or None
-            Draw into these axes instead of a new figure.
+            Draw into these axes instead of a new figure (``groups`` is then ignored).
         title : str or None
         std : bool, default=True
             Draw the std band.
         dpi : int, default=120
+        groups : dict of str -> str or None, default=None
+            Strategy name -> group (e.g. :func:`skal.registry.strategy_family`).
+            Used when more than six strategies fall into at least two groups.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
+        from matplotlib import colormaps
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        if ax is None:
-            fig = Figure(figsize=(7, 4.5))
-            FigureCanvasAgg(fig)
-            ax = fig.add_subplot(1, 1, 1)
-        else:
-            fig = ax.figure
-        for name in self.strategies:
-            x, mean, sd = self.mean_curve(name)
-            area = np.mean([r.aubc for r in self.by_strategy(name)])
-            (line,) = ax.plot(x, mean, marker="o", markersize=3, label=f"{name} (AUBC {area:.3f})")
-            if std and len(self.by_strategy(name)) > 1:
-                ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
-        ax.set_xlabel("labeled samples")
-        ax.set_ylabel("test accuracy")
+        names = self.strategies
+        palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
+        markers = "osD^v<>pPX*h"
+        style = {
+            name: {"color": palette(i % palette.N), "marker": markers[i % len(markers)]}
+            for i, name in enumerate(names)
+        }
         seeds = len(self.seeds)
-        ax.set_title(title or f"Learning curves (mean over {seeds} seed{'s' if seeds != 1 else ''})")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
-        fig.tight_layout()
+        title = title or f"Learning curves (mean over {seeds} seed{'s' if seeds != 1 else ''})"
+        panels = None
+        if ax is None and groups and len(names) > 6:
+            panels = {}
+            for name in names:
+                panels.setdefault(groups.get(name, "other"), []).append(name)
+            if len(panels) < 2:
+                panels = None
+        if ax is not None:
+            fig, axes = ax.figure, {None: (ax, names)}
+        elif panels is None:
+            fig = Figure(figsize=(9 if len(names) > 6 else 7, 4.5), layout="constrained")
+            axes = {None: (fig.add_subplot(1, 1, 1), names)}
+        else:
+            cols = min(3, len(panels))
+            rows = -(-len(panels) // cols)
+            fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+            grid = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
+            for extra in grid[len(panels):]:
+                extra.set_visible(False)
+            axes = {group: (a, members) for a, (group, members) in zip(grid, panels.items())}
+        FigureCanvasAgg(fig)
+        for group, (a, members) in axes.items():
+            if group is not None and "random" in names and "random" not in members:
+                x, mean, _ = self.mean_curve("random")
+                a.plot(x, mean, color="0.5", linestyle="--", label="random (reference)")
+            for name in members:
+                x, mean, sd = self.mean_curve(name)
+                area = np.mean([r.aubc for r in self.by_strategy(name)])
+                a.plot(x, mean, markersize=4, label=f"{name} (AUBC {area:.3f})", **style[name])
+                if std and len(self.by_strategy(name)) > 1:
+                    a.fill_between(x, mean - sd, mean + sd, color=style[name]["color"],
+                                   alpha=0.12)
+            a.grid(True, alpha=0.3)
+            if group is not None:
+                a.set_title(group, fontsize="medium")
+                a.legend(loc="lower right", fontsize="x-small")
+            elif len(members) > 6:
+                a.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+                         borderaxespad=0.0)
+            else:
+                a.legend(loc="lower right", fontsize="small")
+        if group is None:
+            a.set_xlabel("labeled samples")
+            a.set_ylabel("test accuracy")
+            a.set_title(title)
+        else:
+            fig.supxlabel("labeled samples")
+            fig.supylabel("test accuracy")
+            fig.suptitle(title)
         if path is not None:
             fig.savefig(path, dpi=dpi)
         return fig
@@ -886,6 +984,19 @@ def _strategy_name(strategy):
     if isinstance(measure, str):
         name = f"{name}({measure})"
     return name
+
+
+def _seed_key(seed):
+    return json.dumps(_jsonable(seed), sort_keys=True, default=str)
+
+
+def _vs_random_cells(row):
+    if row["strategy"] == "random":
+        return ["-", "-"]
+    mean, std, n = row["aubc_vs_random_mean"], row["aubc_vs_random_std"], row["n_paired_seeds"]
+    diff = "-" if mean is None else (f"{mean:+.3f}" + (f" ± {std:.3f}" if n > 1 else ""))
+    saved = row["labels_saved_vs_random"]
+    return [diff, "-" if saved is None else f"{saved:+d}"]
 
 
 def _pm(mean, std, n):

@@ -103,3 +103,45 @@ def test_python_dash_m_skal():
     )
     assert proc.returncode == 0, proc.stderr
     assert "entropy" in proc.stdout.split()
+
+
+def test_list_prints_every_registry_strategy_with_a_line(capsys):
+    from skal.registry import STRATEGIES
+
+    assert main(["--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(STRATEGIES)
+    for name in ("waal", "wasserstein-prototypes", "wasserstein-coreset", "entropy+wasserstein",
+                 "bald+wasserstein", "balnet+wasserstein", "qbc", "kmedoids-coreset"):
+        assert name in STRATEGIES
+    # Each line says what the strategy queries, not only its class name.
+    assert all(len(line.split()) >= 4 for line in lines)
+    assert "unavailable" not in "\n".join(lines)
+
+
+def test_recipe_prints_the_shared_recipe(capsys):
+    from skal.recipes import describe_recipe
+
+    assert main(["--recipe"]) == 0
+    out = capsys.readouterr().out
+    assert describe_recipe("digits") in out and "20 random labels, then 10 queries of 20" in out
+    assert main(["--recipe", "--dataset", "fashion-mnist", "--epochs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert describe_recipe("fashion-mnist") in out and "epochs 5" in out
+
+
+def test_waal_runs_with_its_own_learner_next_to_the_others(tmp_path, capsys):
+    status = main([
+        "--strategies", "random,waal,margin", "--n-queries", "1", "--epochs", "1", "--seeds", "0",
+        "--n-initial", "10", "--batch-size", "10", "--n-train", "120", "--n-test", "60",
+        "--out", str(tmp_path), "--no-progress", "--n-jobs", "1",
+    ])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "AUBC - random" in out and "labels saved" in out
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert [row["strategy"] for row in payload["summary"]] == ["random", "waal", "margin"]
+    learners = [run["params"]["estimator"] for run in payload["runs"]]
+    assert "WAALClassifier" in learners[1]
+    assert "WAALClassifier" not in learners[0] and "WAALClassifier" not in learners[2]
+    assert payload["summary"][1]["aubc_vs_random_mean"] is not None

@@ -196,10 +196,10 @@ def test_augmentation_and_holdout_split():
 
     y = np.repeat(np.arange(10), 10)
     ds = Dataset(np.zeros((100, 1, 4, 4), np.float32), y)
-    train, valid = le.HoldoutSplit(0.2)(ds, y)
+    train, valid = le.HoldoutSplit(0.2, min_labels=1)(ds, y)
     assert sorted(np.bincount(y[valid.indices])) == [2] * 10  # stratified
     tiny = np.array([0, 1, 2, 3, 4])  # one label per class: plain random split
-    train, valid = le.HoldoutSplit(0.2)(Dataset(np.zeros((5, 1)), tiny), tiny)
+    train, valid = le.HoldoutSplit(0.2, min_labels=1)(Dataset(np.zeros((5, 1)), tiny), tiny)
     assert len(valid.indices) == 1 and len(train.indices) == 4
 
 

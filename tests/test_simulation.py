@@ -259,3 +259,66 @@ def test_cnn_runs_reproduce_and_record_diagnostics(monkeypatch):
     # Embeddings of the labeled set and of a pool subsample (capped at 50 rows).
     assert calls[0][0] == (20, 64) and calls[0][1] == (50, 64)
     json.dumps(a.to_dict())
+
+
+def _result(name, seed, accuracy, n_labeled=(10, 20, 30)):
+    from skal.simulation import SimulationResult
+
+    k = len(accuracy)
+    return SimulationResult(name, seed, np.array(n_labeled[:k]), np.array(accuracy, float),
+                            np.array(n_labeled[:k]), np.zeros(k), np.zeros(k - 1),
+                            np.arange(10), [])
+
+
+def test_paired_difference_and_labels_saved_against_random():
+    from skal.simulation import SimulationResults
+
+    runs = SimulationResults([
+        _result("random", 0, [0.5, 0.6, 0.7]), _result("random", 1, [0.5, 0.7, 0.8]),
+        _result("margin", 0, [0.5, 0.75, 0.8]), _result("margin", 1, [0.5, 0.7, 0.9]),
+        _result("bad", 0, [0.5, 0.5, 0.5]), _result("bad", 1, [0.5, 0.5, 0.6]),
+    ])
+    diff = runs.paired_aubc_difference("margin")
+    expected = [runs.by_strategy("margin")[i].aubc - runs.by_strategy("random")[i].aubc
+                for i in range(2)]
+    np.testing.assert_allclose(diff, expected)
+    # random's mean final accuracy is 0.75: margin's mean curve (0.5, 0.725, 0.85)
+    # reaches it at 30 labels, like random; "bad" never does.
+    assert runs.labels_to_match("margin") == (30, 30)
+    assert runs.labels_to_match("bad") == (None, 30)
+    rows = {row["strategy"]: row for row in runs.summary()}
+    assert rows["margin"]["labels_saved_vs_random"] == 0
+    assert rows["bad"]["labels_saved_vs_random"] is None
+    assert rows["random"]["aubc_vs_random_mean"] is None
+    assert rows["margin"]["aubc_vs_random_mean"] == pytest.approx(np.mean(expected))
+    table = runs.table()
+    assert "AUBC - random" in table and "labels saved" in table
+    margin_line = next(line for line in table.splitlines() if line.startswith("margin"))
+    assert f"{np.mean(expected):+.3f} ± {np.std(expected):.3f}" in margin_line
+    # Without a random run the columns are left out.
+    assert "AUBC - random" not in SimulationResults(runs.by_strategy("margin")).table()
+
+
+def test_plot_with_many_strategies_uses_panels_and_distinct_styles(tmp_path):
+    from skal.simulation import SimulationResults
+
+    names = [f"s{i}" for i in range(9)] + ["random"]
+    runs = SimulationResults([_result(n, 0, [0.5, 0.6 + 0.01 * i, 0.7])
+                              for i, n in enumerate(names)])
+    groups = {n: ("a" if i < 4 else "b") for i, n in enumerate(names)}
+    groups["random"] = "baseline"
+    fig = runs.plot(tmp_path / "many.png", groups=groups)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
+    assert sorted(ax.get_title() for ax in panels) == ["a", "b", "baseline"]
+    styles = {(line.get_label().split()[0], line.get_color(), line.get_marker())
+              for ax in panels for line in ax.lines if "reference" not in line.get_label()}
+    assert len({s[1:] for s in styles}) == len(names)  # one colour+marker per strategy
+    # random is the dashed reference in the panels it is not in.
+    assert all(any("reference" in line.get_label() for line in ax.lines)
+               for ax in panels if ax.get_title() != "baseline")
+    # Without groups, ten lines share one axes with the legend outside it.
+    fig = runs.plot(tmp_path / "one.png")
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.bbox.x1 - 1
+    assert (tmp_path / "many.png").read_bytes()[:4] == b"\x89PNG"

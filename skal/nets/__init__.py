@@ -15,11 +15,20 @@ from ._glue import (
     resolve_device,
     to_logits,
 )
-from ._zoo import VGG8, DigitsCNN, LeNet5, NeuralNetClassifier, TorchvisionNet, cnn_classifier
+from ._zoo import (
+    VGG8,
+    DigitsCNN,
+    FashionLeNet,
+    LeNet5,
+    NeuralNetClassifier,
+    TorchvisionNet,
+    cnn_classifier,
+)
 
 __all__ = [
     "DEFAULT_INFERENCE_BATCH_SIZE",
     "DigitsCNN",
+    "FashionLeNet",
     "LeNet5",
     "NeuralNetClassifier",
     "TorchvisionNet",

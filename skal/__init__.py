@@ -1,6 +1,6 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import adversarial, datasets, diagnostics, models, nets, ot
+from . import adversarial, datasets, diagnostics, models, nets, ot, recipes, registry
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
@@ -55,5 +55,7 @@ __all__ = [
     "adversarial",
     "models",
     "nets",
+    "recipes",
+    "registry",
     "__version__",
 ]

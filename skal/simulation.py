@@ -565,9 +565,12 @@ def simulate(
 
     Parameters
     ----------
-    estimator : estimator
+    estimator : estimator or str
         Unfitted classifier: a skorch net (``skal.nets.cnn_classifier``), a
         Pipeline, or any classifier with ``predict_proba``. Cloned for each run.
+        A string names one of skal's training recipes (``"digits"``,
+        ``"fashion-mnist"``, see :func:`skal.recipes.training_recipe`), the
+        learner the ``skal`` command and the benchmarks use.
     strategy : QueryStrategy or dict of str -> QueryStrategy
         One strategy, or several by name. Cloned for each run.
     X, y : array-like
@@ -642,6 +645,10 @@ def simulate(
     if not seeds:
         raise ValueError("random_state is an empty list; give at least one seed.")
     classes = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+    if isinstance(estimator, str):
+        from .recipes import training_recipe
+
+        estimator = training_recipe(estimator, n_classes=int(classes.max()) + 1)
     missing = np.setdiff1d(np.unique(y_test), classes)
     if missing.size:
         raise ValueError(f"y_test has labels {missing.tolist()} that are not in classes.")

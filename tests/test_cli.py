@@ -145,3 +145,17 @@ def test_waal_runs_with_its_own_learner_next_to_the_others(tmp_path, capsys):
     assert "WAALClassifier" in learners[1]
     assert "WAALClassifier" not in learners[0] and "WAALClassifier" not in learners[2]
     assert payload["summary"][1]["aubc_vs_random_mean"] is not None
+
+
+def test_every_public_strategy_has_a_command_line_name():
+    import inspect
+
+    import skal
+    from skal.registry import STRATEGIES
+
+    public = {name for name in skal.__all__
+              if inspect.isclass(getattr(skal, name))
+              and issubclass(getattr(skal, name), skal.QueryStrategy)
+              and getattr(skal, name) not in (skal.QueryStrategy, skal.ScoreBasedStrategy)}
+    named = {entry[1] for entry in STRATEGIES.values()}
+    assert public - named == set(), "strategies the skal command cannot run"

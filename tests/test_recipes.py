@@ -89,3 +89,17 @@ def test_adding_labels_does_not_collapse_the_model(digits_split, epochs, lr, bou
 # Measured (6 seeds, this subset): the old recipe's largest drops were 4.7 (seed 4) and
 # 3.9 points, the recipe's at most 2.0.
 SEED = 4
+
+
+def test_simulate_takes_a_recipe_name(digits_split):
+    from skal.simulation import simulate
+    from skal.strategies import RandomSampling
+
+    X, y, X_test, y_test = digits_split
+    run = simulate("digits", RandomSampling(), X[:100], y[:100], X_test[:50], y_test[:50],
+                   n_initial=20, batch_size=10, n_queries=0, random_state=0, progress=False,
+                   classes=list(range(10)))
+    assert "DigitsCNN" in run.params["estimator"]
+    with pytest.raises(ValueError, match="no recipe"):
+        simulate("cifar", RandomSampling(), X[:100], y[:100], X_test, y_test, n_initial=20,
+                 batch_size=10, n_queries=0, progress=False)

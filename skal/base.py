@@ -200,11 +200,12 @@ def check_taught(X_queried, y_queried):
     >>> X.shape, y.tolist()
     ((2, 1), [3, 4])
     """
-    X_queried = np.asarray(X_queried)
+    if not sp.issparse(X_queried):
+        X_queried = np.asarray(X_queried)
     y_queried = np.asarray(y_queried)
-    if len(X_queried) != len(y_queried):
+    if X_queried.shape[0] != len(y_queried):
         raise ValueError(
-            f"X_queried has {len(X_queried)} rows but y_queried has {len(y_queried)}."
+            f"X_queried has {X_queried.shape[0]} rows but y_queried has {len(y_queried)}."
         )
     return X_queried, y_queried
 

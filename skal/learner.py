@@ -20,6 +20,7 @@ from .base import QueryStrategy, accepts_sparse, accepts_unlabeled, check_pool
 __all__ = ["ActiveLearner", "ActiveLearningClassifier"]
 
 _SEED_MAX = np.iinfo(np.int32).max
+_NO_Y = object()  # "no y given", as opposed to y=None (an error in fit)
 
 
 def _final_step(estimator):
@@ -44,7 +45,7 @@ def _sparse_ok(estimator, query_strategy):
         return False
 
 
-def _validate(learner, X, y=None, *, reset):
+def _validate(learner, X, y=_NO_Y, *, reset):
     """scikit-learn's input checks (and messages), for samples of any rank.
 
     ``n_features_in_`` is the size of the second axis (channels for images);
@@ -53,7 +54,7 @@ def _validate(learner, X, y=None, *, reset):
     sparse = "csr" if _sparse_ok(learner.estimator, learner.query_strategy) else False
     kwargs = dict(accept_sparse=sparse, dtype="numeric", allow_nd=True, ensure_all_finite=True,
                   reset=reset)
-    if y is None:
+    if y is _NO_Y:
         X = validate_data(learner, X, **kwargs)
     else:
         X, y = validate_data(learner, X, y, multi_output=False, **kwargs)
@@ -65,7 +66,7 @@ def _validate(learner, X, y=None, *, reset):
         )
     if reset:
         learner._sample_shape = X.shape[1:]
-    return X if y is None else (X, y)
+    return X if y is _NO_Y else (X, y)
 
 
 def _n_rows(A):

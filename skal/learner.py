@@ -406,7 +406,9 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """Class probabilities, one column per entry of ``classes_``."""
         check_is_fitted(self, "estimator_")
         X = _validate(self, X, reset=False)
-        proba = np.asarray(self.estimator_.predict_proba(X), dtype=float)
+        # skorch's data loaders draw a seed from torch's global RNG even at inference.
+        with _torch_seeded(self.estimator, getattr(self, "_torch_seed", None)):
+            proba = np.asarray(self.estimator_.predict_proba(X), dtype=float)
         n_classes = len(self.classes_)
         inner = getattr(_final_step(self.estimator_), "classes_", None)
         if _is_skorch_net(_final_step(self.estimator_)) or inner is None:
@@ -424,7 +426,9 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if hasattr(_final_step(self.estimator), "predict_proba"):
             return self.classes_[self.predict_proba(X).argmax(axis=1)]
         X = _validate(self, X, reset=False)
-        return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.int64)]
+        with _torch_seeded(self.estimator, getattr(self, "_torch_seed", None)):
+            y_pred = self.estimator_.predict(X)
+        return self.classes_[np.asarray(y_pred, dtype=np.int64)]
 
 
 class ActiveLearningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):

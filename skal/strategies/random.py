@@ -24,7 +24,7 @@ class RandomSampling(QueryStrategy):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # only the model's predict_proba sees the pool
+        tags.input_tags.sparse = True  # the pool is never read, only counted
         return tags
 
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):

@@ -94,8 +94,13 @@ def _read_net(zf, step_name):
 def save_learner(learner, path):
     """Write ``learner`` to ``path`` atomically; see the module docstring for the format."""
     path = os.fspath(path)
+    from .base import accepts_unlabeled
+
     state = dict(vars(learner))
     estimator = state.pop("estimator_")
+    if not accepts_unlabeled(learner.estimator):
+        # Only models that train on unlabeled rows (WAAL) need the pool in teach.
+        state["_X_pool"] = None
     arrays, sparse = {}, {}
     for name in _ARRAYS:
         value = state.get(name)

@@ -60,7 +60,10 @@ def test_non_skorch_estimator_and_sparse_labeled_set(tmp_path):
     learner = ActiveLearner(LogisticRegression(), UncertaintySampling(), random_state=0)
     learner.fit(X[:10], y[:10])
     learner.query(X[10:], 3)
-    restored = ActiveLearner.load(learner.save(os.fspath(tmp_path / "text.skal")))
+    path = learner.save(os.fspath(tmp_path / "text.skal"))
+    with zipfile.ZipFile(path) as zf:
+        assert "sparse__X_pool.npz" not in zf.namelist()  # the pool is the caller's
+    restored = ActiveLearner.load(path)
     assert sp.issparse(restored.X_training)
     assert (restored.X_training != learner.X_training).nnz == 0
     np.testing.assert_array_equal(restored.predict(X), learner.predict(X))
@@ -121,3 +124,25 @@ def test_pickle_keeps_working(digits_split):
     np.testing.assert_array_equal(restored.predict(X_test[:20]), learner.predict(X_test[:20]))
     assert torch.equal(next(restored.estimator_.module_.parameters()),
                        next(learner.estimator_.module_.parameters()))
+
+
+def test_waal_learner_round_trip_keeps_critic_and_pool(digits_split, tmp_path):
+    from skal.nets import DigitsCNN
+
+    X, y, X_test, _ = digits_split
+    pool = X[100:260]
+    net = skal.WAALClassifier(DigitsCNN, module__n_classes=10, max_epochs=1, random_state=0,
+                              verbose=0)
+    learner = ActiveLearner(net, skal.WAAL(random_state=0), classes=np.arange(10),
+                            random_state=0).fit(X[:30], y[:30], X_unlabeled=pool)
+    idx = learner.query(pool, 4)
+    restored = ActiveLearner.load(learner.save(tmp_path / "waal.skal"))
+    critic = restored.estimator_.critic_
+    assert torch.equal(next(critic.parameters()), next(learner.estimator_.critic_.parameters()))
+    assert restored.estimator_.label_weight_ == learner.estimator_.label_weight_
+    np.testing.assert_array_equal(restored._X_pool, pool)  # WAAL trains on the pool
+    np.testing.assert_array_equal(restored.query(pool, 4), idx)
+    learner.teach(pool[idx], y[100:260][idx])
+    restored.teach(pool[idx], y[100:260][idx])
+    np.testing.assert_allclose(restored.predict_proba(X_test[:10]),
+                               learner.predict_proba(X_test[:10]), atol=1e-5)

@@ -52,8 +52,18 @@ def _validate(learner, X, y=_NO_Y, *, reset):
     the full sample shape is checked against the labeled set as well.
     """
     sparse = "csr" if _sparse_ok(learner.estimator, learner.query_strategy) else False
-    kwargs = dict(accept_sparse=sparse, dtype="numeric", allow_nd=True, ensure_all_finite=True,
-                  reset=reset)
+    kwargs = {"accept_sparse": sparse, "dtype": "numeric", "allow_nd": True,
+              "ensure_all_finite": True, "reset": reset}
+    expected = getattr(learner, "_sample_shape", None)
+    if not reset and expected is not None and len(expected) != 1:
+        # Images: name the whole sample shape, not just the channel count that
+        # n_features_in_ holds.
+        shape = X.shape if hasattr(X, "shape") else np.shape(X)
+        if tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"X has samples of shape {tuple(shape[1:])}, but {type(learner).__name__} was "
+                f"fitted on samples of shape {expected}."
+            )
     if y is _NO_Y:
         X = validate_data(learner, X, **kwargs)
     else:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 import skal
@@ -20,14 +19,14 @@ from skal import ActiveLearner
 from skal.base import QueryStrategy, ScoreBasedStrategy
 
 SMALL = {
-    "BALD": dict(n_passes=2),
-    "BALNet": dict(n_candidates=50),
-    "DFAL": dict(max_iter=3),
-    "DQBC": dict(n_members=2, finetune_epochs=1),
-    "KMedoidsCoreSet": dict(max_iter=3),
-    "WassersteinCoreSet": dict(time_limit=5.0, max_candidates=40, max_iter=5),
-    "WassersteinDiversity": dict(n_target=40, n_fixed=40),
-    "WassersteinPrototypes": dict(n_candidates=40, n_target=40, n_fixed=40),
+    "BALD": {"n_passes": 2},
+    "BALNet": {"n_candidates": 50},
+    "DFAL": {"max_iter": 3},
+    "DQBC": {"n_members": 2, "finetune_epochs": 1},
+    "KMedoidsCoreSet": {"max_iter": 3},
+    "WassersteinCoreSet": {"time_limit": 5.0, "max_candidates": 40, "max_iter": 5},
+    "WassersteinDiversity": {"n_target": 40, "n_fixed": 40},
+    "WassersteinPrototypes": {"n_candidates": 40, "n_target": 40, "n_fixed": 40},
 }
 #: Strategies that need a particular kind of model.
 NEEDS_WAAL_NET = {"WAAL"}
@@ -95,7 +94,7 @@ def test_strategy_rejects_bad_input_and_stays_usable(name, data, trained_net, wa
     X, y, pool = data
     model = _model(name, trained_net, waal_net)
     strategy = _strategy(name)
-    for case, (bad, error, message) in _bad_pools(pool).items():
+    for bad, error, message in _bad_pools(pool).values():
         with pytest.raises(error, match=message):
             strategy.query(model, bad, 2, X_labeled=X, y_labeled=y)
     for n, message in BAD_N:
@@ -128,8 +127,9 @@ def test_strategy_given_a_model_it_cannot_use(name, data):
 
 
 def test_bald_needs_dropout(data):
-    from skal.nets import NeuralNetClassifier
     from torch import nn
+
+    from skal.nets import NeuralNetClassifier
 
     X, y, pool = data
     module = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
@@ -168,7 +168,7 @@ def _same(a, b):
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_learner_rejects_bad_input_and_stays_usable(name, data, learners):
-    X, y, pool = data
+    pool = data[2]
     learner = learners[name]
     before = _snapshot(learner)
     for bad, error, message in _bad_pools(pool).values():

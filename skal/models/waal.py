@@ -25,12 +25,11 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils import check_array, column_or_1d
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.setter import optimizer_setter
 from skorch.utils import TeeGenerator, is_dataset, to_device, to_numpy
 from torch import nn
-
-from sklearn.utils import check_array, column_or_1d
 
 from ..base import with_unlabeled_tag
 from ..nets import NeuralNetClassifier, last_linear

@@ -8,8 +8,9 @@ samples, which ``n_instances`` samples should be labeled next?
 from dataclasses import dataclass, fields
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import check_array, check_random_state, get_tags
 
 __all__ = [
     "QueryStrategy",
@@ -17,6 +18,8 @@ __all__ = [
     "top_k",
     "candidate_subset",
     "check_pool",
+    "check_n_features",
+    "accepts_sparse",
     "check_n_instances",
     "check_int",
     "check_taught",
@@ -25,42 +28,119 @@ __all__ = [
 ]
 
 
-def check_pool(X_pool, *, name="X_pool"):
+def check_pool(X_pool, *, name="X_pool", accept_sparse=False):
     """Validate a pool of samples and return it as a numpy array.
+
+    The checks are scikit-learn's (:func:`sklearn.utils.check_array`), with its
+    error messages, except that samples may have any number of dimensions
+    (images) and a pool may be 1-D.
 
     Parameters
     ----------
-    X_pool : array-like of shape (n_samples, ...)
+    X_pool : array-like or sparse matrix of shape (n_samples, ...)
         The samples. Any number of trailing dimensions is allowed (images).
+        Torch tensors are copied to numpy.
     name : str, default="X_pool"
         Name used in error messages.
+    accept_sparse : bool, default=False
+        Accept a scipy sparse matrix (returned in CSR format, so rows can be
+        indexed). If False, a sparse pool is rejected with scikit-learn's
+        message.
 
     Returns
     -------
-    X_pool : ndarray
+    X_pool : ndarray or CSR matrix
+        Object arrays are converted to float64; other dtypes are kept.
 
     Raises
     ------
     ValueError
-        If the pool is empty, not at least 1-D, or holds NaN / infinite values.
+        If the pool is empty, a scalar, complex, holds NaN / infinite values or
+        non-numeric objects.
+    TypeError
+        If the pool is sparse and ``accept_sparse`` is False.
 
     Examples
     --------
     >>> check_pool([[0.0, 1.0], [2.0, 3.0]]).shape
     (2, 2)
+    >>> check_pool([[0.0, float("nan")]])
+    Traceback (most recent call last):
+    ...
+    ValueError: Input X_pool contains NaN.
     """
     if hasattr(X_pool, "detach"):  # torch tensor
         X_pool = X_pool.detach().cpu().numpy()
-    X_pool = np.asarray(X_pool)
-    if X_pool.ndim == 0:
+    if not sp.issparse(X_pool) and not hasattr(X_pool, "__array_function__"):
+        X_pool = np.asarray(X_pool)
+    if getattr(X_pool, "ndim", 1) == 0:
         raise ValueError(f"{name} must be an array of samples, got a scalar.")
     if X_pool.shape[0] == 0:
-        raise ValueError(f"{name} is empty: there is nothing to query from.")
-    if X_pool.dtype.kind in "fc" and not np.isfinite(X_pool).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    if X_pool.dtype == object:
-        raise ValueError(f"{name} must be numeric, got an object array.")
-    return X_pool
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X_pool.shape}) while a minimum of 1 is "
+            f"required: {name} is empty, there is nothing to query from."
+        )
+    return check_array(
+        X_pool,
+        accept_sparse="csr" if accept_sparse else False,
+        dtype="numeric",
+        ensure_2d=False,
+        allow_nd=True,
+        ensure_all_finite=True,
+        input_name=name,
+    )
+
+
+def check_n_features(estimator, X_pool, *, name="X_pool"):
+    """Check that ``X_pool`` has the features ``estimator`` was fitted on.
+
+    Looks for ``n_features_in_`` on the estimator (or the fitted model inside an
+    active learner) and raises scikit-learn's message on a mismatch. Estimators
+    that do not record it (skorch nets) are not checked here: their module
+    rejects wrongly shaped input.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> clf = LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1])
+    >>> check_n_features(clf, np.zeros((3, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: X_pool has 3 features, but LogisticRegression is expecting 2 features as input.
+    """
+    if X_pool.ndim < 2:
+        return
+    current = estimator
+    for _ in range(4):  # learner -> model; modAL keeps its model in .estimator
+        expected = getattr(current, "n_features_in_", None)
+        if expected is not None:
+            if X_pool.shape[1] != expected:
+                raise ValueError(
+                    f"{name} has {X_pool.shape[1]} features, but {type(current).__name__} "
+                    f"is expecting {expected} features as input."
+                )
+            return
+        if not hasattr(current, "query_strategy"):
+            return
+        current = getattr(current, "estimator_", getattr(current, "estimator", None))
+
+
+def accepts_sparse(strategy):
+    """Whether a strategy's ``query`` takes scipy sparse pools.
+
+    True for strategies that only need the model's ``predict_proba`` (or no
+    model at all); they set ``input_tags.sparse`` in their sklearn tags.
+
+    Examples
+    --------
+    >>> from skal.strategies import BALD, UncertaintySampling
+    >>> accepts_sparse(UncertaintySampling()), accepts_sparse(BALD())
+    (True, False)
+    """
+    try:
+        return bool(get_tags(strategy).input_tags.sparse)
+    except Exception:  # objects without sklearn tags
+        return False
 
 
 def check_int(value, name, minimum=1, *, allow_none=False):
@@ -120,11 +200,12 @@ def check_taught(X_queried, y_queried):
     >>> X.shape, y.tolist()
     ((2, 1), [3, 4])
     """
-    X_queried = np.asarray(X_queried)
+    if not sp.issparse(X_queried):
+        X_queried = np.asarray(X_queried)
     y_queried = np.asarray(y_queried)
-    if len(X_queried) != len(y_queried):
+    if X_queried.shape[0] != len(y_queried):
         raise ValueError(
-            f"X_queried has {len(X_queried)} rows but y_queried has {len(y_queried)}."
+            f"X_queried has {X_queried.shape[0]} rows but y_queried has {len(y_queried)}."
         )
     return X_queried, y_queried
 
@@ -277,10 +358,12 @@ class QueryStrategy(BaseEstimator):
         indices : ndarray of shape (n_instances,)
             Distinct indices into ``X_pool``, best first.
         """
-        X_pool = check_pool(X_pool)
+        X_pool = check_pool(X_pool, accept_sparse=accepts_sparse(self))
+        check_n_features(estimator, X_pool)
         n_instances = check_n_instances(n_instances, X_pool.shape[0])
         if X_labeled is not None:
-            X_labeled = np.asarray(X_labeled)
+            if not sp.issparse(X_labeled):
+                X_labeled = np.asarray(X_labeled)
             if X_labeled.shape[0] == 0:
                 X_labeled, y_labeled = None, None
             elif y_labeled is not None and len(y_labeled) != X_labeled.shape[0]:
@@ -372,7 +455,8 @@ class ScoreBasedStrategy(QueryStrategy):
         -------
         utilities : ndarray of shape (n_samples,)
         """
-        X_pool = check_pool(X_pool)
+        X_pool = check_pool(X_pool, accept_sparse=accepts_sparse(self))
+        check_n_features(estimator, X_pool)
         self._prepare(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         return self._checked_utilities(estimator, X_pool)
 

@@ -45,7 +45,7 @@ def test_candidate_subset_is_reproducible_distinct_and_large_enough():
 @pytest.mark.parametrize(
     "X, message",
     [(np.zeros((0, 3)), "empty"), (np.array([[np.nan, 1.0]]), "NaN"),
-     (np.array([[1.0, np.inf]]), "NaN or infinite"), (np.array(3.0), "scalar")],
+     (np.array([[1.0, np.inf]]), "infinity"), (np.array(3.0), "scalar")],
 )
 def test_check_pool_rejects_bad_pools(X, message):
     with pytest.raises(ValueError, match=message):

@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils import check_array, column_or_1d
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.setter import optimizer_setter
 from skorch.utils import TeeGenerator, is_dataset, to_device, to_numpy
@@ -500,16 +501,25 @@ def _as_tensor(X):
 def _check_y(y, n_samples):
     if y is None:
         raise ValueError(
-            "WAALClassifier needs y: class labels for labeled rows and -1 for unlabeled rows."
+            "This WAALClassifier estimator requires y to be passed, but the target y is None: "
+            "WAALClassifier needs y, class labels for labeled rows and -1 for unlabeled rows."
         )
     y = np.asarray(to_numpy(y) if isinstance(y, torch.Tensor) else y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {y.shape}.")
     if y.shape[0] != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {y.shape[0]}.")
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: [{n_samples}, "
+            f"{y.shape[0]}] (X has {n_samples} rows but y has {y.shape[0]})."
+        )
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValueError("y must hold integer class labels (-1 for unlabeled rows).")
+            raise ValueError(
+                "Unknown label type: continuous. y must hold integer class labels (-1 for "
+                "unlabeled rows)."
+            )
     elif y.dtype.kind not in "iu":
         raise ValueError(
             f"y must hold integer class labels 0..K-1 and -1 for unlabeled rows, got dtype "
@@ -524,6 +534,27 @@ def _check_y(y, n_samples):
             "(unlabeled)."
         )
     return y
+
+
+def _check_X(net, X, *, reset, name="X"):
+    """scikit-learn's input checks (dense, numeric, finite, not complex) for arrays.
+
+    float64, integer and boolean arrays become float32, the dtype of the module's
+    weights. Tensors pass as they are (they may live on the GPU).
+    """
+    if isinstance(X, torch.Tensor) or is_dataset(X):
+        return X
+    X = check_array(X, accept_sparse=False, dtype="numeric", allow_nd=True,
+                    ensure_all_finite=True, input_name=name)
+    n_features = X.shape[1] if X.ndim > 1 else 1
+    if reset:
+        net.n_features_in_ = n_features
+    elif getattr(net, "n_features_in_", n_features) != n_features:
+        raise ValueError(
+            f"X has {n_features} features, but {type(net).__name__} is expecting "
+            f"{net.n_features_in_} features as input."
+        )
+    return X if X.dtype in (np.float32, np.float16) else X.astype(np.float32)
 
 
 def _append_unlabeled(X, y, X_unlabeled):
@@ -742,13 +773,19 @@ class WAALClassifier(NeuralNetClassifier):
         -------
         self
         """
+        X = _check_X(self, X, reset=True)
         X, y = _append_unlabeled(X, y, X_unlabeled)
         return super().fit(X, y, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, X_unlabeled=None, **fit_params):
         """Continue training; see :meth:`fit`."""
+        X = _check_X(self, X, reset=not hasattr(self, "n_features_in_"))
         X, y = _append_unlabeled(X, y, X_unlabeled)
         return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits), after scikit-learn's input checks."""
+        return super().predict_proba(_check_X(self, X, reset=False))
 
     # ------------------------------------------------------------- validation
 

@@ -22,6 +22,11 @@ class RandomSampling(QueryStrategy):
     def __init__(self, random_state=None):
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # the pool is never read, only counted
+        return tags
+
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
         rng = check_random_state(self.random_state)
         return rng.choice(X_pool.shape[0], size=n_instances, replace=False)

@@ -67,6 +67,11 @@ class UncertaintySampling(ScoreBasedStrategy):
         self.batch_size = batch_size
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # only the model's predict_proba sees the pool
+        return tags
+
     def _utilities(self, estimator, X):
         if self.measure not in _MEASURES:
             raise ValueError(f"measure must be one of {_MEASURES}, got {self.measure!r}.")

@@ -164,6 +164,9 @@ STRATEGIES = {
         "skal.strategies.wasserstein_coreset", "WassersteinCoreSet", {}, None
     ),
     "kmedoids-coreset": ("skal.strategies.wasserstein_coreset", "KMedoidsCoreSet", {}, None),
+    "typiclust": ("skal.strategies.typiclust", "TypiClust", {}, None),
+    "probcover": ("skal.strategies.probcover", "ProbCover", {}, None),
+    "cluster-margin": ("skal.strategies.cluster_margin", "ClusterMargin", {}, None),
 }
 # Strategies whose learner must be trained differently (WAAL's critic).
 _SEMI_SUPERVISED = {"waal"}

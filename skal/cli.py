@@ -34,6 +34,9 @@ _STRATEGIES = {
     "dfal": ("skal.strategies.dfal", "DFAL", {}),
     "ceal": ("skal.strategies.dfal", "CEAL", {}),
     "egl": ("skal.strategies.dfal", "EGL", {}),
+    "typiclust": ("skal.strategies.typiclust", "TypiClust", {}),
+    "probcover": ("skal.strategies.probcover", "ProbCover", {}),
+    "cluster-margin": ("skal.strategies.cluster_margin", "ClusterMargin", {}),
 }
 STRATEGY_NAMES = tuple(_STRATEGIES)
 _ALIASES = {

@@ -61,14 +61,14 @@ def feature_space(n_components, data):
     return F.astype(np.float32), y, F_test.astype(np.float32), y_test
 
 
-def strategies(time_limit):
+def strategies(time_limit, probcover_delta="auto"):
     return {
         "random": RandomSampling(),
         "k-center": CoreSet(),
         "k-medoids": KMedoidsCoreSet(metric="cosine"),
         "wasserstein-coreset": WassersteinCoreSet(time_limit=time_limit, metric="cosine"),
         "typiclust": TypiClust(),
-        "probcover": ProbCover(n_classes=10),
+        "probcover": ProbCover(delta=probcover_delta, n_classes=10),
     }
 
 
@@ -87,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     parser.add_argument("--strategies", nargs="+", default=None,
                         help="a subset of: " + ", ".join(strategies(0)))
+    parser.add_argument("--probcover-delta", type=float, default=None,
+                        help="ProbCover's ball radius (default: the purity rule)")
     args = parser.parse_args(argv)
     # With 10-100 labels the MLP often stops at max_iter; it is still a fine
     # classifier, and hundreds of warnings would hide the table.
@@ -99,7 +101,8 @@ def main(argv=None):
         keep = np.random.RandomState(12345).permutation(len(y_test))[:2000]
         F_test, y_test = F_test[keep], y_test[keep]
     learner = MLPClassifier(hidden_layer_sizes=(100,), max_iter=500)
-    chosen = strategies(args.time_limit)
+    chosen = strategies(args.time_limit,
+                        "auto" if args.probcover_delta is None else args.probcover_delta)
     if args.strategies:
         unknown = sorted(set(args.strategies) - set(chosen))
         if unknown:
@@ -157,7 +160,9 @@ def main(argv=None):
         "wall_seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "command": "python benchmarks/bench_low_budget.py" + (" --quick" if args.quick else "")
-        + (" --strategies " + " ".join(args.strategies) if args.strategies else ""),
+        + (" --strategies " + " ".join(args.strategies) if args.strategies else "")
+        + (f" --probcover-delta {args.probcover_delta}" if args.probcover_delta is not None
+           else ""),
     }
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:

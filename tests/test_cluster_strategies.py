@@ -288,6 +288,11 @@ def test_unfitted_transformer_is_fitted_once_and_kept():
     fitted = strat.embedding_
     strat.query(None, X[5:], 2)
     assert strat.embedding_ is fitted and fitted.n_components_ == 2
+    # Cluster-Margin fits it on the pool, not on its few low-margin candidates
+    clf = LogisticRegression().fit(X, np.repeat([0, 1], 30))
+    cm = ClusterMargin(margin_factor=2, embedding=PCA(n_components=2), random_state=0)
+    cm.query(clf, X, 3)
+    assert cm.embedding_.n_samples_ == 60 and cm.hac_embedding_.shape == (60, 2)
 
 
 def test_skal_learner_loop_and_grid_search_params(trained_net, digits_split):

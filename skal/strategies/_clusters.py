@@ -93,6 +93,8 @@ def uses_model_space(strategy, estimator):
     False
     """
     emb = strategy.embedding
+    if not isinstance(emb, str):
+        return False
     if emb == "model":
         return True
     if emb == "auto":

@@ -178,10 +178,12 @@ class ClusterMargin(QueryStrategy):
         recluster = self.recluster
         if recluster == "auto":
             recluster = uses_model_space(self, estimator)
+        # Clustering first: an unfitted transformer is then fitted on the pool
+        # (sample), not on the candidates alone.
+        if recluster or getattr(self, "hac_embedding_", None) is None:
+            self._cluster(estimator, X_pool, rng)
         Z_cand, _ = embed_pool_and_labeled(self, estimator, X_pool[candidates], None)
-        stale = (getattr(self, "hac_embedding_", None) is None
-                 or self.hac_embedding_.shape[1] != Z_cand.shape[1])
-        if recluster or stale:
+        if self.hac_embedding_.shape[1] != Z_cand.shape[1]:  # another space than last time
             self._cluster(estimator, X_pool, rng)
         nearest = NearestNeighbors(n_neighbors=1).fit(self.hac_embedding_)
         clusters = self.hac_labels_[nearest.kneighbors(Z_cand)[1][:, 0]]

@@ -45,7 +45,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.preprocessing import normalize  # noqa: E402
 
 from skal import CoreSet, KMedoidsCoreSet, RandomSampling, WassersteinCoreSet, simulate  # noqa: E402
-from skal import ProbCover, TypiClust  # noqa: E402
+from skal import ProbCover, TypiClust
 from skal.datasets import load_fashion_mnist  # noqa: E402
 from skal.simulation import SimulationResults  # noqa: E402
 

@@ -329,3 +329,11 @@ def test_bad_parameters_raise_clear_errors(strategy, match):
         strategy.set_params(embedding=strategy.embedding if match == "embedding" else "input")
         strategy.query(clf, X, 2)
     assert not hasattr(strategy, "hac_embedding_") and not hasattr(strategy, "delta_")
+
+
+@pytest.mark.parametrize("strategy", [TypiClust(normalize="yes"),
+                                      ProbCover(normalize="yes", delta=0.5)],
+                         ids=lambda s: type(s).__name__)
+def test_normalize_must_be_a_bool(strategy):
+    with pytest.raises(TypeError, match="normalize"):
+        strategy.set_params(embedding="input").query(None, np.zeros((5, 2)), 1)

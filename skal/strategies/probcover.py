@@ -218,7 +218,7 @@ class ProbCover(QueryStrategy):
         check_int(self.batch_size, "batch_size", allow_none=True)
         check_embedding(self.embedding)
         if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}.")
+            raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
 
     def _resolve_n_classes(self, estimator, y_labeled):
         if self.n_classes is not None:

@@ -165,7 +165,7 @@ class TypiClust(QueryStrategy):
         check_int(self.batch_size, "batch_size", allow_none=True)
         check_embedding(self.embedding)
         if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}.")
+            raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
 
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
         self._check_params()

@@ -16,7 +16,9 @@ This script runs that regime on Fashion-MNIST through :func:`skal.simulate`:
 * strategies: random, k-center (:class:`skal.CoreSet`), k-medoids
   (:class:`skal.KMedoidsCoreSet`) and the GBD Wasserstein core-set
   (:class:`skal.WassersteinCoreSet`, ``--time-limit`` seconds per query), all
-  with the cosine metric where they take one.
+  with the cosine metric where they take one; TypiClust (:class:`skal.TypiClust`) and
+  ProbCover (:class:`skal.ProbCover`, purity rule with the 10 classes), both on these
+  features (``--strategies`` picks a subset).
 
     python benchmarks/bench_low_budget.py            # 3 seeds, about 8 min on a 2-core CPU
     python benchmarks/bench_low_budget.py --quick    # smoke run, < 1 min
@@ -43,6 +45,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.preprocessing import normalize  # noqa: E402
 
 from skal import CoreSet, KMedoidsCoreSet, RandomSampling, WassersteinCoreSet, simulate  # noqa: E402
+from skal import ProbCover, TypiClust
 from skal.datasets import load_fashion_mnist  # noqa: E402
 from skal.simulation import SimulationResults  # noqa: E402
 
@@ -58,12 +61,14 @@ def feature_space(n_components, data):
     return F.astype(np.float32), y, F_test.astype(np.float32), y_test
 
 
-def strategies(time_limit):
+def strategies(time_limit, probcover_delta="auto"):
     return {
         "random": RandomSampling(),
         "k-center": CoreSet(),
         "k-medoids": KMedoidsCoreSet(metric="cosine"),
         "wasserstein-coreset": WassersteinCoreSet(time_limit=time_limit, metric="cosine"),
+        "typiclust": TypiClust(),
+        "probcover": ProbCover(delta=probcover_delta, n_classes=10),
     }
 
 
@@ -80,6 +85,10 @@ def main(argv=None):
     parser.add_argument("--components", type=int, default=50)
     parser.add_argument("--data", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--strategies", nargs="+", default=None,
+                        help="a subset of: " + ", ".join(strategies(0)))
+    parser.add_argument("--probcover-delta", type=float, default=None,
+                        help="ProbCover's ball radius (default: the purity rule)")
     args = parser.parse_args(argv)
     # With 10-100 labels the MLP often stops at max_iter; it is still a fine
     # classifier, and hundreds of warnings would hide the table.
@@ -92,12 +101,19 @@ def main(argv=None):
         keep = np.random.RandomState(12345).permutation(len(y_test))[:2000]
         F_test, y_test = F_test[keep], y_test[keep]
     learner = MLPClassifier(hidden_layer_sizes=(100,), max_iter=500)
+    chosen = strategies(args.time_limit,
+                        "auto" if args.probcover_delta is None else args.probcover_delta)
+    if args.strategies:
+        unknown = sorted(set(args.strategies) - set(chosen))
+        if unknown:
+            parser.error(f"unknown strategies {unknown}; choose from {sorted(chosen)}")
+        chosen = {name: chosen[name] for name in args.strategies}
     runs = []
     start = time.perf_counter()
     for seed in args.seeds:
         pool = np.random.RandomState(seed).permutation(len(y))[: args.pool]
         result = simulate(
-            learner, strategies(args.time_limit), F[pool], y[pool], F_test, y_test,
+            learner, chosen, F[pool], y[pool], F_test, y_test,
             n_initial=args.initial, batch_size=args.query, n_queries=args.rounds,
             random_state=seed, progress=False,
         )
@@ -143,7 +159,10 @@ def main(argv=None):
         "runs": results.to_dict()["runs"],
         "wall_seconds": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "command": "python benchmarks/bench_low_budget.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/bench_low_budget.py" + (" --quick" if args.quick else "")
+        + (" --strategies " + " ".join(args.strategies) if args.strategies else "")
+        + (f" --probcover-delta {args.probcover_delta}" if args.probcover_delta is not None
+           else ""),
     }
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:

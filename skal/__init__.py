@@ -22,6 +22,7 @@ from .strategies import (
     WassersteinDiversity,
     WassersteinPrototypes,
 )
+from .strategies import ClusterMargin, ProbCover, TypiClust
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,9 @@ __all__ = [
     "WassersteinCoreSet",
     "WassersteinDiversity",
     "WassersteinPrototypes",
+    "ClusterMargin",
+    "ProbCover",
+    "TypiClust",
     "diagnostics",
     "ot",
     "SimulationResult",

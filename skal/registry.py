@@ -80,6 +80,20 @@ STRATEGIES = {
                                          "integer-programming Wasserstein core-set (PuLP)"),
     "kmedoids-coreset": StrategyEntry(_WC, "KMedoidsCoreSet", {}, None, "geometric",
                                       "k-medoids core-set (the WAAL paper's KMedian)"),
+    "typiclust": StrategyEntry("skal.strategies.typiclust", "TypiClust", {}, None, "geometric",
+                               "most typical point of the largest uncovered k-means clusters "
+                               "(small budgets, cold start)"),
+    "probcover": StrategyEntry("skal.strategies.probcover", "ProbCover", {}, None, "geometric",
+                               "greedy max coverage of delta-balls (small budgets, cold start)"),
+    "cluster-margin": StrategyEntry("skal.strategies.cluster_margin", "ClusterMargin", {}, None,
+                                    "uncertainty", "lowest margins, round-robin over HAC "
+                                    "clusters (large batches)"),
+    "badge": StrategyEntry("skal.strategies.badge", "BADGE", {}, None, "geometric",
+                           "k-means++ on last-layer gradient embeddings (Ash et al. 2020)"),
+    "batchbald": StrategyEntry("skal.strategies.batchbald", "BatchBALD", {}, None, "bayesian",
+                               "greedy joint mutual information of the batch (Kirsch et al. 2019)"),
+    "powerbald": StrategyEntry("skal.strategies.stochastic", "PowerBALD", {}, None, "bayesian",
+                               "batch sampled with probabilities ~ BALD^beta (Kirsch et al. 2023)"),
 }
 
 #: Strategies whose learner is trained differently (WAAL's critic needs a

@@ -2,8 +2,11 @@
 
 from .balnet import BALNet
 from .bayesian import BALD
+from .cluster_margin import ClusterMargin
 from .committee import DQBC, QueryByCommittee
 from .coreset import CoreSet
+from .probcover import ProbCover
+from .typiclust import TypiClust
 from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
 from .uncertainty import UncertaintySampling
@@ -14,3 +17,4 @@ from .wasserstein_coreset import KMedoidsCoreSet, WassersteinCoreSet
 __all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "KMedoidsCoreSet", "QueryByCommittee", "RandomSampling", "UncertaintySampling",
            "WAAL", "WassersteinCoreSet", "WassersteinDiversity",
            "WassersteinPrototypes"]
+__all__ += ["ClusterMargin", "ProbCover", "TypiClust"]

@@ -164,6 +164,9 @@ STRATEGIES = {
         "skal.strategies.wasserstein_coreset", "WassersteinCoreSet", {}, None
     ),
     "kmedoids-coreset": ("skal.strategies.wasserstein_coreset", "KMedoidsCoreSet", {}, None),
+    "badge": ("skal.strategies.badge", "BADGE", {}, None),
+    "batchbald": ("skal.strategies.batchbald", "BatchBALD", {}, None),
+    "powerbald": ("skal.strategies.stochastic", "PowerBALD", {"n_passes": 10}, None),
 }
 # Strategies whose learner must be trained differently (WAAL's critic).
 _SEMI_SUPERVISED = {"waal"}

@@ -34,6 +34,9 @@ _STRATEGIES = {
     "dfal": ("skal.strategies.dfal", "DFAL", {}),
     "ceal": ("skal.strategies.dfal", "CEAL", {}),
     "egl": ("skal.strategies.dfal", "EGL", {}),
+    "badge": ("skal.strategies.badge", "BADGE", {}),
+    "batchbald": ("skal.strategies.batchbald", "BatchBALD", {}),
+    "powerbald": ("skal.strategies.stochastic", "PowerBALD", {"n_passes": 10}),
 }
 STRATEGY_NAMES = tuple(_STRATEGIES)
 _ALIASES = {

@@ -1,11 +1,14 @@
 """Query strategies, one module per family."""
 
+from .badge import BADGE
 from .balnet import BALNet
 from .bayesian import BALD
+from .batchbald import BatchBALD
 from .committee import DQBC, QueryByCommittee
 from .coreset import CoreSet
 from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
+from .stochastic import PowerBALD, StochasticBatch
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
 from .wasserstein import WassersteinDiversity, WassersteinPrototypes
@@ -13,4 +16,5 @@ from .wasserstein_coreset import KMedoidsCoreSet, WassersteinCoreSet
 
 __all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "KMedoidsCoreSet", "QueryByCommittee", "RandomSampling", "UncertaintySampling",
            "WAAL", "WassersteinCoreSet", "WassersteinDiversity",
-           "WassersteinPrototypes"]
+           "WassersteinPrototypes",
+           "BADGE", "BatchBALD", "PowerBALD", "StochasticBatch"]

@@ -158,3 +158,18 @@ def test_badge_clear_errors(trained_net, digits_split):
         BADGE().query(trained_net, X, 41)
     with pytest.raises(ValueError, match="n_clusters"):
         kmeans_plusplus_seeding(np.zeros((3, 2)), 4)
+
+
+def test_badge_modal_protocol(trained_net, digits_split):
+    class ModalLike:  # what modAL's ActiveLearner hands a query strategy
+        query_strategy = None
+
+        def __init__(self):
+            self.estimator = trained_net
+            self.X_training, self.y_training = digits_split[0][:30], digits_split[1][:30]
+
+    strategy = BADGE(random_state=0)
+    idx, utilities = strategy(ModalLike(), digits_split[0][300:450], 5)
+    assert len(np.unique(idx)) == 5 and idx.max() < 150
+    norms = np.linalg.norm(gradient_embeddings(trained_net, digits_split[0][300:450]), axis=1)
+    np.testing.assert_allclose(utilities, norms[idx], rtol=1e-5)

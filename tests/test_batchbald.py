@@ -263,3 +263,26 @@ def test_powerbald_and_batchbald_grid_search_with_a_net(digits_split):
     grid = {"query_strategy": [PowerBALD(n_passes=3), BatchBALD(n_passes=3, n_candidates=40)]}
     search = GridSearchCV(clf, grid, cv=2).fit(X[:200], y[:200])
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+class _ModalLike:
+    """What modAL's ActiveLearner hands a query strategy: .estimator, .X_training, .y_training."""
+
+    def __init__(self, estimator, X, y):
+        self.estimator, self.X_training, self.y_training = estimator, X, y
+        self.query_strategy = None
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [BatchBALD(n_passes=4, n_candidates=60, random_state=0), PowerBALD(n_passes=4, random_state=0),
+     StochasticBatch(BALD(n_passes=4, random_state=0), random_state=0)],
+    ids=lambda s: type(s).__name__,
+)
+def test_modal_protocol(strategy, trained_net, digits_split):
+    X, y = digits_split[0], digits_split[1]
+    learner = _ModalLike(trained_net, X[:30], y[:30])
+    idx, utilities = strategy(learner, X[300:450], 5)
+    assert len(np.unique(idx)) == 5 and idx.max() < 150
+    np.testing.assert_allclose(utilities, strategy.last_utilities_[idx])
+    assert np.isfinite(utilities).all()

@@ -229,6 +229,9 @@ def test_powerbald_on_a_net(trained_net, digits_split):
     bald = BALD(n_passes=5, random_state=0).utilities(trained_net, X)
     greedy = PowerBALD(n_passes=5, beta=1e4, random_state=0).query(trained_net, X, 10)
     np.testing.assert_array_equal(greedy, top_k(bald, 10))
+    # PowerBALD is StochasticBatch around BALD (the wrapper's default base).
+    np.testing.assert_array_equal(PowerBALD(random_state=4).query(trained_net, X, 10),
+                                  StochasticBatch(random_state=4).query(trained_net, X, 10))
     sub = PowerBALD(n_passes=5, n_candidates=40, random_state=0)
     idx = sub.query(trained_net, X, 5)
     assert np.isfinite(sub.last_utilities_).sum() == 40 and np.isfinite(sub.last_utilities_[idx]).all()

@@ -95,14 +95,14 @@ class StochasticBatch(QueryStrategy):
     base_strategy : ScoreBasedStrategy or None, default=None
         Gives the utilities (``utilities(estimator, X_pool)``): uncertainty
         sampling, BALD, ... Its hyperparameters are grid-searchable as
-        ``base_strategy__<param>``. ``None``: ``BALD()`` (then this is
-        :class:`PowerBALD`).
+        ``base_strategy__<param>``. ``None``: ``BALD()`` seeded from
+        ``random_state`` (then this is :class:`PowerBALD` with its defaults).
     mode : {"power", "softmax", "softrank"}, default="power"
         How scores become sampling weights; ``"power"`` needs scores >= 0.
     beta : float, default=1.0
         Inverse temperature: 0 is random sampling, large values approach top-k.
     random_state : int, RandomState instance or None, default=None
-        Seeds the sampling (the base strategy keeps its own ``random_state``).
+        Seeds the sampling (a given base strategy keeps its own ``random_state``).
 
     Attributes
     ----------
@@ -127,7 +127,9 @@ class StochasticBatch(QueryStrategy):
 
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
         _check_mode_beta(self.mode, self.beta)
-        base = BALD() if self.base_strategy is None else self.base_strategy
+        rng = check_random_state(self.random_state)
+        # The default BALD draws its dropout masks from this strategy's seed.
+        base = BALD(random_state=rng) if self.base_strategy is None else self.base_strategy
         if not hasattr(base, "utilities"):
             raise ValueError(
                 "base_strategy must be a score-based skal strategy (with utilities), got "
@@ -135,7 +137,7 @@ class StochasticBatch(QueryStrategy):
             )
         scores = base.utilities(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         indices = stochastic_batch(scores, n_instances, mode=self.mode, beta=self.beta,
-                                   random_state=self.random_state)
+                                   random_state=rng)
         self.last_utilities_ = np.asarray(scores, dtype=float)
         return indices
 

@@ -1,14 +1,17 @@
 """Query strategies, one module per family."""
 
+from .badge import BADGE
 from .balnet import BALNet
 from .bayesian import BALD
 from .cluster_margin import ClusterMargin
+from .batchbald import BatchBALD
 from .committee import DQBC, QueryByCommittee
 from .coreset import CoreSet
 from .probcover import ProbCover
 from .typiclust import TypiClust
 from .dfal import CEAL, DFAL, EGL
 from .random import RandomSampling
+from .stochastic import PowerBALD, StochasticBatch
 from .uncertainty import UncertaintySampling
 from .waal import WAAL
 from .wasserstein import WassersteinDiversity, WassersteinPrototypes
@@ -18,3 +21,4 @@ __all__ = ["BALD", "BALNet", "CEAL", "CoreSet", "DFAL", "DQBC", "EGL", "KMedoids
            "WAAL", "WassersteinCoreSet", "WassersteinDiversity",
            "WassersteinPrototypes"]
 __all__ += ["ClusterMargin", "ProbCover", "TypiClust"]
+__all__ += ["BADGE", "BatchBALD", "PowerBALD", "StochasticBatch"]

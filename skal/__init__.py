@@ -1,6 +1,7 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
 from . import adversarial, datasets, diagnostics, models, nets, ot
+from . import stopping
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
@@ -51,6 +52,7 @@ __all__ = [
     "SimulationResult",
     "SimulationResults",
     "simulate",
+    "stopping",
     "datasets",
     "adversarial",
     "models",

@@ -94,7 +94,7 @@ def page_html(*, title, classes, batch, status):
         f'data-key="{key_for(i)}"><kbd>{key_for(i)}</kbd> {html.escape(c)}</button>'
         for i, c in enumerate(classes)
     )
-    tiles = "".join(tile_html(i) for i in batch["items"]) or \
+    tiles = "".join(tile_html(i["id"]) for i in batch["items"]) or \
         '<p class="empty">Preparing the next batch&hellip;</p>'
     return Template(_template("page.html")).substitute(
         title=html.escape(title),

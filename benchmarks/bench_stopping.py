@@ -33,8 +33,13 @@ def run(dataset, seeds, strategies, quick=False, out=None):
     from skal.cli import make_strategy
     from skal.datasets import load_dataset
     from skal.nets import cnn_classifier
-    from skal.stopping import (BudgetStop, StabilizingPredictions, UncertaintyStop,
-                               ValidationPlateau, stop_table)
+    from skal.stopping import (
+        BudgetStop,
+        StabilizingPredictions,
+        UncertaintyStop,
+        ValidationPlateau,
+        stop_table,
+    )
 
     cfg = dict(_SETTINGS[dataset])
     if quick:

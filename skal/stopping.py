@@ -502,8 +502,8 @@ def stop_table(results):
     if not rows:
         return "(no stopping criteria recorded: run simulate(..., stop=[...]))"
     lines = [
-        "| strategy | criterion | stopped | labels at stop | acc at stop "
-        "| best acc | labels at best | acc lost |",
+        ("| strategy | criterion | stopped | labels at stop | acc at stop "
+         "| best acc | labels at best | acc lost |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -17,13 +17,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from test_label_store import CLASSES, make_pool
+
 from skal.label.app import create_app
 from skal.label.cli import build_parser, setup
 from skal.label.pool import open_pool
 from skal.label.store import Store
 from skal.label.worker import Worker
-
-from test_label_store import CLASSES, make_pool
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def env(tmp_path):
 
 
 def test_batch_and_label(env):
-    client, store, worker, truth = env
+    client, store, _worker, truth = env
     batch = client.get("/api/batch").json()
     assert batch["classes"] == CLASSES and len(batch["items"]) == 4
     item = batch["items"][0]
@@ -54,7 +54,7 @@ def test_batch_and_label(env):
 
 
 def test_same_post_twice_stores_one_label(env):
-    client, store, worker, truth = env
+    client, store, _worker, _truth = env
     item = store.batch()[0]
     body = {"id": item, "label": "dog", "who": "tab1"}
     first = client.post("/api/labels", json=body)
@@ -67,7 +67,7 @@ def test_same_post_twice_stores_one_label(env):
 
 
 def test_unknown_class_is_422_with_the_class_list(env):
-    client, store, worker, truth = env
+    client, store, _worker, _truth = env
     item = store.batch()[0]
     r = client.post("/api/labels", json={"id": item, "label": "horse"})
     assert r.status_code == 422
@@ -76,7 +76,7 @@ def test_unknown_class_is_422_with_the_class_list(env):
 
 
 def test_bad_requests(env):
-    client, store, worker, truth = env
+    client, _store, _worker, _truth = env
     assert client.post("/api/labels", json={"id": "nope.png", "label": "cat"}).status_code == 404
     assert client.post("/api/labels", json={"label": "cat"}).status_code == 422
     r = client.post("/api/labels", content=b"{not json", headers={"content-type": "application/json"})
@@ -88,7 +88,7 @@ def test_bad_requests(env):
 
 
 def test_skip_undo(env):
-    client, store, worker, truth = env
+    client, store, _worker, truth = env
     a, b = store.batch()[:2]
     assert client.post("/api/skip", json={"id": a}).json()["annotation"]["kind"] == "skip"
     client.post("/api/labels", json={"id": b, "label": truth[b]})
@@ -98,7 +98,7 @@ def test_skip_undo(env):
 
 
 def test_unreadable_image(env):
-    client, store, worker, truth = env
+    client, store, worker, _truth = env
     r = client.get("/image/broken.png")
     assert r.status_code == 415 and "Unreadable image" in r.json()["detail"]
     status = client.get("/api/status").json()
@@ -135,7 +135,7 @@ def test_status_progress_and_curve(env):
 
 
 def test_page_renders_batch_and_classes(env):
-    client, store, worker, truth = env
+    client, store, _worker, _truth = env
     page = client.get("/").text
     for item in store.batch():
         assert f'data-id="{item}"' in page
@@ -145,7 +145,7 @@ def test_page_renders_batch_and_classes(env):
 
 
 def test_export_csv_and_labelstudio(env):
-    client, store, worker, truth = env
+    client, store, _worker, truth = env
     item = store.batch()[0]
     client.post("/api/labels", json={"id": item, "label": truth[item], "who": "ann"})
     rows = list(csv.DictReader(io.StringIO(client.get("/api/export?format=csv").text)))
@@ -164,7 +164,7 @@ def test_cli_setup_imports_seeds_and_checks_classes(tmp_path):
     db = str(tmp_path / "l.sqlite")
     args = build_parser().parse_args([str(tmp_path / "pool"), "--classes", "cat,dog", "--db", db,
                                       "--seed-labels", str(tmp_path / "seed.json")])
-    store, pool, worker = setup(args)
+    store, _pool, _worker = setup(args)
     assert store.labels() == {"cat/img000.png": "cat", "dog/img001.png": "dog",
                               "img004.png": "cat"}
     assert {a["source"] for a in store.annotations()} == {"folder", "seed"}

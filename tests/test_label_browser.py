@@ -186,7 +186,7 @@ def test_corrupt_image_shown_unreadable_and_skipped(browser, served, tmp_path):
 
 
 def test_unknown_class_is_422(browser, served):
-    server, truth = served
+    server, _truth = served
     page = _open(browser, server)
     item = page.get_attribute(".tile.current", "data-id")
     status, detail = page.evaluate(

@@ -233,7 +233,7 @@ def _settle(worker):
 
 
 def test_worker_first_batch_from_the_model(tmp_path):
-    worker, store, truth = _worker(tmp_path)
+    worker, store, _truth = _worker(tmp_path)
     _settle(worker)
     assert [a["item_id"] for a in store.annotations(kind="unreadable")] == ["broken.png"]
     batch = store.batch()

@@ -11,17 +11,14 @@ Routes (all state is read from and written to the :class:`~skal.label.store.Stor
 - ``GET /api/status``: progress, accuracy estimate, stopping criteria, curve.
 - ``GET /api/export?format=csv|labelstudio``.
 
-Handlers are plain functions, which Starlette runs in its thread pool, so a slow
-disk never blocks the event loop; training happens in the worker thread.
+The reading handlers are plain functions, which Starlette runs in its thread pool;
+the posting ones are async and hand their SQLite write to that pool, so a slow disk
+never blocks the event loop. Training happens in the worker thread.
 """
 
 import contextlib
 import json
 from importlib import resources
-
-from starlette.applications import Starlette
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from .exchange import to_csv, to_labelstudio
 from .pool import UnreadableImage
@@ -32,6 +29,8 @@ __all__ = ["create_app"]
 
 
 def _error(status, message):
+    from starlette.responses import JSONResponse
+
     return JSONResponse({"detail": message}, status_code=status)
 
 
@@ -65,6 +64,11 @@ def create_app(store, pool, classes, worker=None, *, title="pool", default_who="
     >>> app = create_app(store, pool, ["cat", "dog"])  # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8765)  # doctest: +SKIP
     """
+    # Imported here so that the module (and its docs) load without the extra.
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
     classes = list(classes)
     known = set(classes)
 

@@ -101,7 +101,7 @@ def from_labelstudio(tasks, pool, classes):
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
-        raise ValueError("A Label Studio export is a JSON list of tasks.")
+        raise TypeError("A Label Studio export is a JSON list of tasks.")
     # basename -> id, None when two items share a basename (ambiguous).
     lookup = {}
     for item in pool.ids:

@@ -50,8 +50,8 @@ def curve_svg(rounds, width=320, height=180):
     pts = [(r["n_labeled"], r["cv_accuracy"]) for r in rounds if r.get("cv_accuracy") is not None]
     pad_l, pad_r, pad_t, pad_b = 36, 10, 10, 28
     w, h = width - pad_l - pad_r, height - pad_t - pad_b
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="learning curve">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="learning curve">'),
            f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{h}" fill="#fafafa" stroke="#ccc"/>']
     for acc in (0.0, 0.5, 1.0):
         y = pad_t + h * (1 - acc)

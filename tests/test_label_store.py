@@ -308,3 +308,18 @@ def test_worker_bad_parameters(tmp_path):
         Worker(store, pool, CLASSES, strategy="nope")
     with pytest.raises(ValueError, match="at least two classes"):
         Worker(store, pool, ["cat"])
+
+
+def test_worker_strategy_that_does_not_fit_the_model_falls_back_to_random(tmp_path):
+    worker, store, _ = _worker(tmp_path, strategy="bald")  # BALD needs a net, logreg is none
+    _settle(worker)
+    assert "bald failed on the logreg model" in worker.error and "random" in worker.error
+    assert len(store.batch()) == 4 and store.batch_info()["model_round"] is None
+
+
+def test_worker_with_the_lenet5_model(tmp_path):
+    # The CV estimate of a skorch net needs integer targets, not class names.
+    worker, store, _ = _worker(tmp_path, n=12, model="lenet5", strategy="bald", cv=2)
+    _settle(worker)
+    assert worker.error is None and store.rounds()[0]["cv_accuracy"] is not None
+    assert len(store.batch()) == 4 and store.batch_info()["model_round"] == 0

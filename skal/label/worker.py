@@ -277,7 +277,9 @@ class Worker:
         if folds < 2:
             return None
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
-        return float(np.mean(cross_val_score(clone(model), X, y, cv=splitter)))
+        # Class indices, not names: skorch nets train on integer targets.
+        codes = np.array([self.classes.index(v) for v in y], dtype=np.int64)
+        return float(np.mean(cross_val_score(clone(model), X, codes, cv=splitter)))
 
     def _query(self):
         self.phase = "querying"

@@ -147,7 +147,9 @@
   }
 
   function fmt(v) {
-    return v === null || v === undefined ? "-" : (typeof v === "number" ? v.toFixed(3) : String(v));
+    if (v === null || v === undefined) return "-";
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
+    return String(v);
   }
 
   function renderStatus(s) {

@@ -41,8 +41,8 @@ def build_parser():
     p.add_argument("--strategy", default="margin",
                    help="query strategy, a name of `skal --list-strategies` (default: margin)")
     p.add_argument("--model", choices=tuple(MODELS), default="logreg",
-                   help="logreg: logistic regression on 16x16 pixels, retrains in about a "
-                   "second (default); lenet5: skal's LeNet-5 on 28x28, for the deep strategies")
+                   help="logreg: logistic regression on 16x16 pixels, quick to retrain "
+                   "(default); lenet5: skal's LeNet-5 on 28x28, for the deep strategies")
     p.add_argument("--db", default="labels.sqlite", help="SQLite file (default: labels.sqlite)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765)")

@@ -32,8 +32,8 @@ def make_model(name, n_classes, random_state=0):
     """The learner's estimator for ``--model``.
 
     ``"logreg"`` (default): a logistic regression on the image downsampled to
-    16x16 RGB pixels, standardised; it refits in well under a second on a few
-    thousand labels and works on images of any size. ``"lenet5"``: skal's
+    16x16 RGB pixels, standardised: a linear model on 768 features, quick to
+    refit, that works on images of any size. ``"lenet5"``: skal's
     LeNet-5 (:func:`skal.nets.cnn_classifier`) on 28x28 RGB, 10 epochs; slower,
     but the deep strategies (BALD, DFAL, core-set on embeddings...) need a net.
 

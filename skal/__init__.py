@@ -1,6 +1,6 @@
 """skal: deep active learning for scikit-learn and skorch."""
 
-from . import adversarial, datasets, diagnostics, models, nets, ot, recipes, registry
+from . import adversarial, datasets, diagnostics, models, nets, ot, recipes, registry, stopping
 from .base import QueryStrategy, ScoreBasedStrategy
 from .learner import ActiveLearner, ActiveLearningClassifier
 from .models import WAALClassifier
@@ -63,6 +63,7 @@ __all__ = [
     "SimulationResult",
     "SimulationResults",
     "simulate",
+    "stopping",
     "datasets",
     "adversarial",
     "models",

@@ -223,6 +223,11 @@ def main(argv=None):
     >>> main(["--n-queries", "1", "--epochs", "1", "--seeds", "0", "--out", "/tmp/x"])  # doctest: +SKIP
     0
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "label":  # `skal label ...`: the labeling page
+        from .label import main as label_main
+
+        return label_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_strategies:

@@ -94,6 +94,11 @@ class SimulationResult:
         Indices into ``X`` queried each round, best first.
     diagnostics : list of dict or None
         Per-point diagnostics when ``simulate(..., diagnostics=True)``.
+    stopping : dict or None
+        With ``simulate(..., stop=...)``: per criterion name, ``"stop"`` (the
+        point where it would have stopped: ``round``, ``n_labeled``,
+        ``accuracy``; None if it never did) and its final ``"state"``; see
+        :func:`skal.stopping.stop_table`.
     params : dict
         The loop's settings and the strategy's repr.
     """
@@ -109,6 +114,7 @@ class SimulationResult:
     queried_indices: list
     diagnostics: list = None
     params: dict = field(default_factory=dict)
+    stopping: dict = None
 
     @property
     def aubc(self):
@@ -154,6 +160,7 @@ class SimulationResult:
             "queried_indices": [[int(v) for v in q] for q in self.queried_indices],
             "diagnostics": _jsonable(self.diagnostics),
             "params": _jsonable(self.params),
+            "stopping": _jsonable(self.stopping),
         }
 
     @classmethod
@@ -171,6 +178,7 @@ class SimulationResult:
             queried_indices=[np.asarray(q, dtype=np.int64) for q in d.get("queried_indices", [])],
             diagnostics=d.get("diagnostics"),
             params=d.get("params", {}),
+            stopping=d.get("stopping"),
         )
 
     def to_json(self, path=None, **kwargs):
@@ -550,6 +558,7 @@ def simulate(
     progress=True,
     n_jobs=None,
     learner_params=None,
+    stop=None,
 ):
     """Simulate pool-based active learning with ``y`` as the oracle.
 
@@ -604,6 +613,12 @@ def simulate(
     learner_params : dict or None, default=None
         Extra keyword arguments of :class:`skal.ActiveLearner` (e.g.
         ``{"warm_start": True}``).
+    stop : StoppingCriterion, list or dict of them, or None, default=None
+        Criteria of :mod:`skal.stopping` updated after every fit (cloned per
+        run); each run records in ``result.stopping`` the point where each
+        would have stopped. The simulation itself runs to the end, so the stop
+        point can be compared with the curve's best
+        (:func:`skal.stopping.stop_table`).
 
     Returns
     -------
@@ -654,6 +669,9 @@ def simulate(
         raise ValueError(f"y_test has labels {missing.tolist()} that are not in classes.")
     if diagnostics:
         check_int(diagnostics_max_samples, "diagnostics_max_samples", 2)
+    from .stopping import check_criteria
+
+    stop = check_criteria(stop)
     config = {
         "n_initial": n_initial,
         "batch_size": batch_size,
@@ -680,6 +698,7 @@ def simulate(
         "diagnostics_max_samples": diagnostics_max_samples,
         "learner_params": dict(learner_params or {}),
         "config": config,
+        "stop": stop,
     }
 
     if n_jobs is None or n_jobs == 1:
@@ -736,8 +755,10 @@ def _run_one(
     learner_params,
     config,
     bar,
+    stop=None,
 ):
     from .learner import ActiveLearner
+    from .stopping import _Recorder
 
     seed, initial, sub_seeds = plan
     est = _seed_unset(clone(estimator), sub_seeds["estimator"])
@@ -748,6 +769,7 @@ def _run_one(
         est, strat, classes=classes, random_state=sub_seeds["learner"], **learner_params
     )
     diag_rng = np.random.RandomState(sub_seeds["diagnostics"])
+    recorder = _Recorder(stop) if stop else None
 
     pool = np.setdiff1d(np.arange(len(X)), initial)  # indices into X, kept sorted
     X_pool = X[pool]
@@ -767,6 +789,8 @@ def _run_one(
     fit_time.append(time.perf_counter() - t0)
     accuracy.append(float(learner.score(X_test, y_test)))
     n_training.append(_n_training(learner))
+    if recorder is not None:
+        recorder.update(learner, X_pool, 0, n_labeled[-1], accuracy[-1])
     if diagnostics:
         diag.append(_diagnostics(learner, X, initial, X_pool, diagnostics_max_samples, diag_rng))
     if bar is not None:
@@ -793,6 +817,8 @@ def _run_one(
         n_labeled.append(len(labeled))
         accuracy.append(float(learner.score(X_test, y_test)))
         n_training.append(_n_training(learner))
+        if recorder is not None:
+            recorder.update(learner, X_pool, len(accuracy) - 1, n_labeled[-1], accuracy[-1])
         if diagnostics:
             diag.append(_diagnostics(learner, X, labeled, X_pool, diagnostics_max_samples, diag_rng))
         if bar is not None:
@@ -811,6 +837,7 @@ def _run_one(
         queried_indices=queried,
         diagnostics=diag,
         params={**config, "strategy": _short_repr(strategy)},
+        stopping=recorder.result() if recorder is not None else None,
     )
 
 

@@ -220,7 +220,8 @@ class _InferenceLayout:
             for p in list(self._module.parameters()) + list(self._module.buffers()):
                 if p.dim() == 4:
                     self._saved.append((p, p.data))
-                    p.data = p.data.contiguous(memory_format=self.memory_format)
+                    # .to() restrides even where both layouts coincide (1 channel)
+                    p.data = p.data.to(memory_format=self.memory_format)
         return self
 
     def __exit__(self, *exc):
@@ -237,7 +238,7 @@ class _InferenceLayout:
         if self.memory_format is None or batch.dim() != 4:
             return module(batch)
         try:
-            return module(batch.contiguous(memory_format=self.memory_format))
+            return module(batch.to(memory_format=self.memory_format))
         except RuntimeError:
             # e.g. x.view(n, -1) needs NCHW strides; a genuine error recurs below.
             self.restore()

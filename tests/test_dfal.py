@@ -6,6 +6,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skal.adversarial import deepfool
+from skal.base import candidate_subset
 from skal.learner import ActiveLearner
 from skal.nets import NeuralNetClassifier, cnn_classifier
 from skal.strategies.dfal import CEAL, DFAL, EGL
@@ -30,7 +31,7 @@ def pool(digits_split):
 
 def test_dfal_utilities_are_minus_deepfool_norms(trained_net, pool):
     X = pool[:40]
-    dfal = DFAL()
+    dfal = DFAL(preselect=None)
     idx = dfal.query(trained_net, X, 5)
     u = dfal.last_utilities_
     r, y, y_adv, _ = deepfool(trained_net.module_, X, return_labels=True)
@@ -78,10 +79,10 @@ def test_dfal_chunked_pool_gives_the_same_query(trained_net, pool, monkeypatch):
     from skal.strategies import dfal as dfal_module
 
     X = pool[:40]
-    whole = DFAL()
+    whole = DFAL(preselect=None)
     idx = whole.query(trained_net, X, 6)
     monkeypatch.setattr(dfal_module, "_POOL_CHUNK", 7)
-    chunked = DFAL()
+    chunked = DFAL(preselect=None)
     np.testing.assert_array_equal(chunked.query(trained_net, X, 6), idx)
     # float32 results depend slightly on how rows are batched.
     np.testing.assert_allclose(chunked.last_utilities_, whole.last_utilities_, rtol=1e-4)
@@ -97,10 +98,10 @@ def test_dfal_without_adversarial_adds_nothing(trained_net, pool):
 
 
 def test_dfal_seeds_reproduce(trained_net, pool):
-    a = DFAL(n_candidates=30, random_state=3).query(trained_net, pool, 4)
-    b = DFAL(n_candidates=30, random_state=3).query(trained_net, pool, 4)
+    a = DFAL(preselect="random", n_candidates=30, random_state=3).query(trained_net, pool, 4)
+    b = DFAL(preselect="random", n_candidates=30, random_state=3).query(trained_net, pool, 4)
     np.testing.assert_array_equal(a, b)
-    c = DFAL(n_candidates=30, random_state=4)
+    c = DFAL(preselect="random", n_candidates=30, random_state=4)
     c.query(trained_net, pool, 4)
     assert np.isfinite(c.last_utilities_).sum() == 30
 
@@ -151,6 +152,62 @@ def test_dfal_bad_parameters(trained_net, pool):
         DFAL(batch_size=0).query(trained_net, pool, 1)
     with pytest.raises(TypeError, match="skorch"):
         DFAL().query(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), [[0.5]], 1)
+
+
+def _margin_top(net, X, k):
+    """Independent margin pre-selection: skorch's own predict_proba, a full sort."""
+    proba = np.sort(net.predict_proba(X), axis=1)
+    gap = proba[:, -1] - proba[:, -2]
+    return np.sort(np.argsort(gap, kind="stable")[:k])
+
+
+def test_dfal_margin_preselection_attacks_only_the_smallest_margins(trained_net, pool):
+    dfal = DFAL(candidate_factor=4)
+    idx = dfal.query(trained_net, pool, 5)
+    expected = _margin_top(trained_net, pool, 20)
+    np.testing.assert_array_equal(dfal.candidates_, expected)
+    assert set(idx) <= set(expected)
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(dfal.last_utilities_)), expected)
+    # Among the candidates, the ranking is DeepFool's, as on the whole pool.
+    inner = DFAL(preselect=None).query(trained_net, pool[expected], 5)
+    np.testing.assert_array_equal(idx, expected[inner])
+    # n_candidates overrides the factor.
+    dfal = DFAL(n_candidates=9)
+    assert set(dfal.query(trained_net, pool, 3)) <= set(_margin_top(trained_net, pool, 9))
+    assert dfal.candidates_.shape == (9,)
+
+
+def test_dfal_whole_pool_and_random_variants_keep_the_old_selection(trained_net, pool):
+    # The code before pre-selection: the whole pool, or candidate_subset's random
+    # draw, ranked by -||r|| with ties to the lower index.
+    X = pool[:50]
+    u = DFAL(preselect=None).utilities(trained_net, X)
+    dfal = DFAL(preselect=None)
+    np.testing.assert_array_equal(dfal.query(trained_net, X, 4), np.argsort(-u, kind="stable")[:4])
+    assert dfal.candidates_ is None
+    cand = candidate_subset(len(pool), 30, 4, 3)
+    u = DFAL(preselect=None).utilities(trained_net, pool[cand])
+    idx = DFAL(preselect="random", n_candidates=30, random_state=3).query(trained_net, pool, 4)
+    np.testing.assert_array_equal(idx, cand[np.argsort(-u, kind="stable")[:4]])
+    # A pre-selection as large as the pool attacks the whole pool.
+    small = DFAL(candidate_factor=10)
+    np.testing.assert_array_equal(small.query(trained_net, X, 5), dfal.query(trained_net, X, 5))
+    assert small.candidates_ is None
+
+
+@pytest.mark.parametrize("cls", [DFAL, EGL])
+@pytest.mark.parametrize(
+    "params, match",
+    [({"preselect": "entropy"}, "preselect"), ({"candidate_factor": 0}, "candidate_factor"),
+     ({"candidate_factor": 2.5}, "candidate_factor"), ({"candidate_factor": None}, "candidate_factor"),
+     ({"n_candidates": 0}, "n_candidates"), ({"n_candidates": "all"}, "n_candidates"),
+     ({"preselect": None, "n_candidates": 30}, "needs a pre-selection")],
+)
+def test_preselection_bad_parameters(trained_net, pool, cls, params, match):
+    strategy = cls(**params)
+    with pytest.raises(ValueError, match=match):
+        strategy.query(trained_net, pool, 2)
+    assert not hasattr(strategy, "candidates_")
 
 
 # --- EGL -------------------------------------------------------------------
@@ -204,6 +261,22 @@ def test_egl_seeds_reproduce(trained_net, pool):
     a = EGL(n_candidates=10, random_state=1).query(trained_net, pool[:40], 2)
     b = EGL(n_candidates=10, random_state=1).query(trained_net, pool[:40], 2)
     np.testing.assert_array_equal(a, b)
+
+
+def test_egl_random_preselection_scores_only_its_subset(trained_net, pool):
+    X = pool[:60]
+    egl = EGL(candidate_factor=5, random_state=2)
+    idx = egl.query(trained_net, X, 3)
+    cand = candidate_subset(60, 15, 3, 2)
+    np.testing.assert_array_equal(egl.candidates_, cand)
+    u = EGL().utilities(trained_net, X[cand])
+    np.testing.assert_array_equal(idx, cand[np.argsort(-u, kind="stable")[:3]])
+    whole = EGL(preselect=None)
+    u = EGL().utilities(trained_net, X)
+    np.testing.assert_array_equal(whole.query(trained_net, X, 3), np.argsort(-u, kind="stable")[:3])
+    assert whole.candidates_ is None
+    margin = EGL(preselect="margin", n_candidates=12)
+    assert set(margin.query(trained_net, X, 3)) <= set(_margin_top(trained_net, X, 12))
 
 
 # --- CEAL ------------------------------------------------------------------

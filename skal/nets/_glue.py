@@ -177,6 +177,74 @@ def eval_mode(module):
             m.train(training)
 
 
+# Run conv nets in channels-last layout on CPU: oneDNN's max_pool2d is several
+# times faster in NHWC, and it was about half of LeNet's NCHW inference time
+# (benchmarks/bench_scaling.py --inference-only measures both layouts).
+# Set to False to keep the module's own layout.
+CHANNELS_LAST_ON_CPU = True
+
+
+def _has_conv2d(module):
+    return any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+
+
+class _InferenceLayout:
+    """Run ``module`` in channels-last layout inside a ``with`` block where it pays.
+
+    On CPU, the 4-D weights of a module with ``Conv2d`` layers are viewed
+    channels-last for the block and put back (the same tensors) afterwards, so the
+    module, its optimizer and its state dict see no change. A module that cannot
+    run channels-last (one that calls ``view`` on its activations) falls back to
+    its own layout at the first batch.
+
+    Examples
+    --------
+    >>> conv = torch.nn.Conv2d(1, 2, 3)
+    >>> with _InferenceLayout(conv, "cpu") as layout:
+    ...     out = layout.forward(conv, torch.zeros(1, 1, 5, 5))
+    ...     layout.memory_format == torch.channels_last
+    True
+    >>> conv.weight.is_contiguous()
+    True
+    """
+
+    def __init__(self, module, device):
+        self.memory_format = None
+        self._saved = []
+        if CHANNELS_LAST_ON_CPU and torch.device(device).type == "cpu" and _has_conv2d(module):
+            self.memory_format = torch.channels_last
+            self._module = module
+
+    def __enter__(self):
+        if self.memory_format is not None:
+            for p in list(self._module.parameters()) + list(self._module.buffers()):
+                if p.dim() == 4:
+                    self._saved.append((p, p.data))
+                    # .to() restrides even where both layouts coincide (1 channel)
+                    p.data = p.data.to(memory_format=self.memory_format)
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+        return False
+
+    def restore(self):
+        for p, data in self._saved:
+            p.data = data
+        self._saved = []
+        self.memory_format = None
+
+    def forward(self, module, batch):
+        if self.memory_format is None or batch.dim() != 4:
+            return module(batch)
+        try:
+            return module(batch.to(memory_format=self.memory_format))
+        except RuntimeError:
+            # e.g. x.view(n, -1) needs NCHW strides; a genuine error recurs below.
+            self.restore()
+            return module(batch)
+
+
 def _first_output(out):
     # skorch's convention: with several outputs, the first holds the predictions.
     return out[0] if isinstance(out, (tuple, list)) else out
@@ -237,9 +305,9 @@ def predict_logits(estimator, X, *, batch_size=None):
     module = net.module_
     device = _net_device(net)
     out = None
-    with eval_mode(module), torch.no_grad():
+    with eval_mode(module), torch.no_grad(), _InferenceLayout(module, device) as layout:
         for rows, batch in iter_batches(X, _batch_size(batch_size), device):
-            logits = to_logits(net, module(batch)).float().cpu().numpy()
+            logits = to_logits(net, layout.forward(module, batch)).float().cpu().numpy()
             if out is None:
                 out = np.empty((X.shape[0], logits.shape[1]), dtype=np.float32)
             out[rows] = logits
@@ -323,9 +391,10 @@ def embed(estimator, X, *, batch_size=None):
     handle = head.register_forward_pre_hook(hook)
     out = None
     try:
-        with eval_mode(module), torch.no_grad():
-            for rows, batch in iter_batches(X, _batch_size(batch_size), _net_device(net)):
-                module(batch)
+        device = _net_device(net)
+        with eval_mode(module), torch.no_grad(), _InferenceLayout(module, device) as layout:
+            for rows, batch in iter_batches(X, _batch_size(batch_size), device):
+                layout.forward(module, batch)
                 feats = captured.pop("features").flatten(1).float().cpu().numpy()
                 if out is None:
                     out = np.empty((X.shape[0], feats.shape[1]), dtype=np.float32)

@@ -83,6 +83,49 @@ def _row_keys(X, dtype):
     return [row.tobytes() for row in X.reshape(X.shape[0], -1)]
 
 
+_PRESELECT = ("margin", "random")
+
+
+def _check_preselect(strategy):
+    """Validate ``preselect`` / ``n_candidates`` / ``candidate_factor`` before any work."""
+    preselect = strategy.preselect
+    if preselect is not None and preselect not in _PRESELECT:
+        raise ValueError(
+            f"preselect must be 'margin', 'random' or None (the whole pool), got {preselect!r}."
+        )
+    check_int(strategy.n_candidates, "n_candidates", allow_none=True)
+    check_int(strategy.candidate_factor, "candidate_factor")
+    if preselect is None and strategy.n_candidates is not None:
+        raise ValueError(
+            f"n_candidates={strategy.n_candidates!r} needs a pre-selection: set "
+            "preselect='margin' or 'random' (preselect=None scores the whole pool)."
+        )
+
+
+def _preselected(strategy, estimator, X_pool, n_instances):
+    """The pre-selected candidates (sorted pool indices), or None for the whole pool.
+
+    ``n_candidates`` (or ``candidate_factor * n_instances``) of them: the
+    smallest-margin samples (one batched inference pass over the pool) or a
+    random subset drawn from ``random_state``.
+    """
+    _check_preselect(strategy)
+    if strategy.preselect is None:
+        return None
+    n_pool = X_pool.shape[0]
+    size = strategy.n_candidates
+    if size is None:
+        size = int(strategy.candidate_factor) * int(n_instances)
+    if strategy.preselect == "random":
+        return candidate_subset(n_pool, size, n_instances, strategy.random_state)
+    size = max(int(size), int(n_instances))
+    if size >= n_pool:
+        return None
+    margins = uncertainty(predict_proba(estimator, X_pool), "margin")
+    # Sorted, so candidate order is pool order and top_k's ties stay global.
+    return np.sort(top_k(margins, size))
+
+
 class DFAL(ScoreBasedStrategy):
     """DeepFool Active Learning: query the samples closest to the decision boundary.
 
@@ -105,20 +148,31 @@ class DFAL(ScoreBasedStrategy):
         DeepFool overshoot (``(1 + overshoot) * r``). The thesis's code uses 0.
     norm : {2, np.inf}, default=2
         The attack's norm; utilities use the same norm.
+    preselect : {"margin", "random"} or None, default="margin"
+        Which samples are attacked. ``"margin"``: the pool's most uncertain
+        (smallest top-2 margin, one batched inference pass), where DeepFool's
+        perturbations are small anyway; ``"random"``: a random subset (the
+        thesis's code); ``None``: the whole pool (the paper's DFAL).
     n_candidates : int or None, default=None
-        Attack only a random subset of the pool of this size (the thesis's code:
-        300). ``None`` attacks the whole pool.
+        Size of the pre-selected set. ``None`` means
+        ``candidate_factor * n_instances``. The thesis's code: 300 random.
+    candidate_factor : int, default=5
+        Pre-selected candidates per queried sample when ``n_candidates`` is None.
+        Chosen so that at a 40K pool and batches of 500 the query costs a few
+        margin queries (``benchmarks/bench_scaling.py``).
     add_adversarial : bool, default=True
         Whether :meth:`augment` returns the adversarial copies.
     batch_size : int or None, default=None
         Samples attacked together (default 128).
     random_state : int, RandomState instance or None, default=None
-        Draws the candidate subset.
+        Draws the candidate subset with ``preselect="random"``.
 
     Attributes
     ----------
     last_utilities_ : ndarray
-        Utilities of the last query (``-inf`` outside the candidate subset).
+        Utilities of the last query (``-inf`` outside the candidate set).
+    candidates_ : ndarray or None
+        Pool indices attacked at the last query (None: the whole pool).
     adversarial_ : ndarray or None
         Adversarial copies of the last queried samples, in the input space of
         the pool (NaN rows where the attack failed); None when unavailable.
@@ -152,7 +206,9 @@ class DFAL(ScoreBasedStrategy):
         max_iter=50,
         overshoot=0.02,
         norm=2,
+        preselect="margin",
         n_candidates=None,
+        candidate_factor=5,
         add_adversarial=True,
         batch_size=None,
         random_state=None,
@@ -160,7 +216,9 @@ class DFAL(ScoreBasedStrategy):
         self.max_iter = max_iter
         self.overshoot = overshoot
         self.norm = norm
+        self.preselect = preselect
         self.n_candidates = n_candidates
+        self.candidate_factor = candidate_factor
         self.add_adversarial = add_adversarial
         self.batch_size = batch_size
         self.random_state = random_state
@@ -216,9 +274,10 @@ class DFAL(ScoreBasedStrategy):
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
         self.adversarial_ = None
         self._queried_rows = None
-        candidates = candidate_subset(
-            X_pool.shape[0], self.n_candidates, n_instances, self.random_state
-        )
+        check_int(self.batch_size, "batch_size", allow_none=True)
+        _check_norm(self.norm)
+        candidates = _preselected(self, estimator, X_pool, n_instances)
+        self.candidates_ = candidates
         X_cand = X_pool if candidates is None else X_pool[candidates]
         utilities, chosen, X_adv, success, transform = self._attack(
             estimator, X_cand, n_keep=n_instances
@@ -457,14 +516,26 @@ class EGL(ScoreBasedStrategy):
 
     Parameters
     ----------
+    preselect : {"random", "margin"} or None, default="random"
+        Which samples are scored: a random subset (as the thesis's code did),
+        the smallest-margin samples, or (``None``) the whole pool.
     n_candidates : int or None, default=None
-        Score only a random subset of the pool of this size (the thesis's code:
-        300). ``None`` scores the whole pool.
+        Size of the pre-selected set. ``None`` means
+        ``candidate_factor * n_instances``. The thesis's code: 300.
+    candidate_factor : int, default=10
+        Pre-selected candidates per queried sample when ``n_candidates`` is None.
     batch_size : int or None, default=None
         Samples per batch. ``None`` picks the largest batch whose gradients
         (``batch * n_classes * n_weights`` floats) fit in about 64 MB.
     random_state : int, RandomState instance or None, default=None
-        Draws the candidate subset.
+        Draws the candidate subset with ``preselect="random"``.
+
+    Attributes
+    ----------
+    last_utilities_ : ndarray
+        Utilities of the last query (``-inf`` outside the candidate set).
+    candidates_ : ndarray or None
+        Pool indices scored at the last query (None: the whole pool).
 
     Examples
     --------
@@ -479,10 +550,25 @@ class EGL(ScoreBasedStrategy):
 
     _MEMORY_FLOATS = 1 << 24
 
-    def __init__(self, n_candidates=None, batch_size=None, random_state=None):
+    def __init__(self, preselect="random", n_candidates=None, candidate_factor=10,
+                 batch_size=None, random_state=None):
+        self.preselect = preselect
         self.n_candidates = n_candidates
+        self.candidate_factor = candidate_factor
         self.batch_size = batch_size
         self.random_state = random_state
+
+    def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
+        check_int(self.batch_size, "batch_size", allow_none=True)
+        candidates = _preselected(self, estimator, X_pool, n_instances)
+        self.candidates_ = candidates
+        if candidates is None:
+            self.last_utilities_ = self._checked_utilities(estimator, X_pool)
+            return top_k(self.last_utilities_, n_instances)
+        scores = self._checked_utilities(estimator, X_pool[candidates])
+        self.last_utilities_ = np.full(X_pool.shape[0], -np.inf)
+        self.last_utilities_[candidates] = scores
+        return candidates[top_k(scores, n_instances)]
 
     def _utilities(self, estimator, X):
         check_int(self.batch_size, "batch_size", allow_none=True)

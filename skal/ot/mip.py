@@ -99,6 +99,20 @@ _CACHE_ENTRIES = 12_000_000
 # The strong-LP sub-problem at a fractional master point is solved exactly
 # (HiGHS) when it has at most this many variables, else by dual coordinate ascent.
 _EXACT_LP_ENTRIES = 20_000
+# The transport is solved on a sparse graph: every row's _SCREEN_K nearest
+# centers plus a feasible north-west-corner plan, then priced against all
+# N x |S| arcs block by block; rows with arcs of negative reduced cost get up to
+# _PRICE_ADD (doubling each round) of them and the sparse problem is re-solved.
+_SCREEN_K = 16
+_PRICE_ADD = 4
+# A negative reduced cost larger than this (relative to the largest arc cost) is
+# a violation of dual feasibility: the network simplex itself works to ~1e-12.
+_PRICE_TOL = 1e-9
+# _new_ordered keeps the N x k distances to the new points in float32 up to this.
+_ORDER_BYTES = 512 * 2**20
+# The dense transport of the original implementation (N x |S| cost and plan in
+# float64), kept only for benchmarks/bench_wasserstein_coreset.py --compare-dense.
+_DENSE_TRANSPORT = False
 # Cuts are loosened by this (relative to the objective scale) so that rounding
 # in the cost blocks or the LP file never makes a valid cut cut off a selection.
 _CUT_SAFETY = 1e-9
@@ -238,6 +252,25 @@ class _Cost:
         out[cols[m] - start, np.flatnonzero(m)] = 0.0
         return out
 
+    def pairs(self, rows, cols):
+        """D[rows[t], cols[t]] for index arrays of equal length (same formula as ``block``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if self.metric == "precomputed":
+            return np.array(self.D[rows, cols], dtype=np.float64)
+        out = np.empty(rows.size)
+        step = max(1, _BLOCK_ENTRIES // max(1, self.F.shape[1]))
+        for s in range(0, rows.size, step):
+            r, c = rows[s: s + step], cols[s: s + step]
+            g = np.einsum("ij,ij->i", self.F[r], self.F[c])
+            if self.metric == "cosine":
+                v = np.clip(1.0 - g, 0.0, 2.0)
+            else:
+                v = np.sqrt(np.maximum(self.sq[r] + self.sq[c] - 2.0 * g, 0.0))
+            v[r == c] = 0.0
+            out[s: s + step] = v
+        return out
+
     def row_chunks(self, n_cols):
         step = max(1, _BLOCK_ENTRIES // max(1, n_cols))
         for start in range(0, self.n, step):
@@ -283,36 +316,129 @@ class _Problem:
             sl = slice(start, min(self.M, start + step))
             yield sl, self.cost.block(None, self.cand[sl])
 
-    def weighted_cand_costs(self, T):
-        """(B, M) matrix ``T^T D[:, cand]`` for a sparse/dense (N, B) plan ``T``."""
-        T = sp.csr_matrix(T)
-        if self.cost.metric == "cosine":
-            # 1 - x.y is linear in y: no N x M block needed
-            F = self.cost.F
-            return np.asarray(T.sum(0)).ravel()[:, None] - (T.T @ F) @ F[self.cand].T
-        out = np.empty((T.shape[1], self.M))
-        TT = T.T.tocsr()
-        for sl, blk in self.cand_chunks():
-            out[:, sl] = TT @ blk
-        return out
+    def row_blocks(self, S):
+        """Yield (row slice, D[rows][:, S]) blocks of at most ``_BLOCK_ENTRIES`` entries."""
+        S = np.asarray(S, dtype=np.int64)
+        if self._Dc is not None and np.all(self.pos[S] >= 0):
+            p = self.pos[S]
+            step = max(1, _BLOCK_ENTRIES // max(1, S.size))
+            for start in range(0, self.N, step):
+                rsl = slice(start, min(self.N, start + step))
+                yield rsl, self._Dc[rsl, :][:, p]
+            return
+        for rsl in self.cost.row_chunks(S.size):
+            yield rsl, self.cost.block(rsl, S)
 
     # -- transport --------------------------------------------------------
     def transport(self, S):
-        """Exact W(S), row potentials u and the plan (sparse)."""
+        """Exact W(S), row potentials u and the plan (sparse, at most N + |S| - 1 nonzeros)."""
         S = np.asarray(S, dtype=np.int64)
+        t0 = time.perf_counter()
+        if _DENSE_TRANSPORT:
+            out = self._transport_dense(S)
+        else:
+            out = self._transport_sparse(S)
+        self.emd_time += time.perf_counter() - t0
+        self.n_emd += 1
+        return out
+
+    def _transport_dense(self, S):
+        # the original implementation: N x |S| float64 cost, plan and simplex graph
         D = self.cols(S)
         a = np.full(self.N, 1.0 / self.N)
         b = np.full(S.size, 1.0 / S.size)
-        t0 = time.perf_counter()
         # POT's default iteration cap (1e5) is far too small at N = 50k and only warns
         n_iter = int(max(1e7, 20 * self.N * S.size))
         G, log = ot.emd(a, b, D, numItermax=n_iter, log=True)
-        self.emd_time += time.perf_counter() - t0
-        self.n_emd += 1
         if log.get("warning"):
             raise RuntimeError(f"ot.emd did not solve the transport exactly: {log['warning']}")
         W = float(np.sum(G * D))
         return W, np.asarray(log["u"], dtype=np.float64), sp.csr_matrix(G)
+
+    def _transport_sparse(self, S):
+        """The transport on a screened sparse graph, certified optimal on all N x |S| arcs.
+
+        The N x |S| problem is a linear program; restricted to a subset of arcs
+        (columns), its optimal potentials (u, v) are optimal for the full problem
+        exactly when no arc has a negative reduced cost ``D_ij - u_i - v_j``
+        (LP optimality: primal feasible, dual feasible, complementary slack).
+        Start from each row's nearest centers plus a north-west-corner plan (so
+        the restricted problem is always feasible), solve it with POT's sparse
+        network simplex, price every arc in row blocks and add the violating
+        ones until none is left. Memory is O(N k) instead of O(N |S|).
+        """
+        N, K = self.N, S.size
+        a = np.full(N, 1.0 / N)
+        b = np.full(K, 1.0 / K)
+        k = min(K, _SCREEN_K)
+        r_parts, c_parts, w_parts = [], [], []
+        nearest = np.empty(N, dtype=np.int64)
+        for rsl, blk in self.row_blocks(S):
+            n = blk.shape[0]
+            if k < K:
+                part = np.argpartition(blk, k - 1, axis=1)[:, :k]
+            else:
+                part = np.broadcast_to(np.arange(K), (n, K))
+            vals = np.take_along_axis(blk, part, axis=1)
+            nearest[rsl] = part[np.arange(n), vals.argmin(axis=1)]
+            r_parts.append(np.repeat(np.arange(rsl.start, rsl.stop), k))
+            c_parts.append(part.ravel())
+            w_parts.append(vals.ravel())
+        # north-west corner over rows sorted by their nearest center: a feasible
+        # plan (row p carries mass [p/N, (p+1)/N), column j [j/K, (j+1)/K))
+        order = np.argsort(nearest, kind="stable")
+        p = np.arange(N, dtype=np.int64)
+        lo, hi = (p * K) // N, ((p + 1) * K - 1) // N
+        cnt = hi - lo + 1
+        rr = np.repeat(order, cnt)
+        cc = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        r_parts.append(rr)
+        c_parts.append(cc)
+        w_parts.append(self.cost.pairs(rr, S[cc]))
+        rows, cols, w = _unique_arcs(np.concatenate(r_parts), np.concatenate(c_parts),
+                                     np.concatenate(w_parts), K)
+        del r_parts, c_parts, w_parts, rr, cc, order, nearest
+        add = _PRICE_ADD
+        while True:
+            G, log = ot.emd(a, b, sp.coo_array((w, (rows, cols)), shape=(N, K)),
+                            numItermax=int(max(1e7, 50 * w.size)), log=True)
+            if log.get("warning"):
+                raise RuntimeError(
+                    f"ot.emd did not solve the sparse transport exactly: {log['warning']}"
+                )
+            u = np.asarray(log["u"], dtype=np.float64)
+            v = np.asarray(log["v"], dtype=np.float64)
+            tol = _PRICE_TOL * max(float(w.max()), 1e-300)
+            nr, nc, nw = [], [], []
+            for rsl, blk in self.row_blocks(S):
+                red = blk - u[rsl, None]
+                red -= v[None, :]
+                bad = np.flatnonzero(red.min(axis=1) < -tol)
+                if bad.size == 0:
+                    continue
+                rb = red[bad]
+                m = min(add, K)
+                pick = np.argpartition(rb, m - 1, axis=1)[:, :m] if m < K else \
+                    np.broadcast_to(np.arange(K), rb.shape)
+                keep = np.take_along_axis(rb, pick, axis=1) < -tol
+                ri = np.repeat(bad, m).reshape(bad.size, m)[keep]
+                ci = pick[keep]
+                nr.append(ri + rsl.start)
+                nc.append(ci)
+                nw.append(blk[ri, ci])
+            if not nr:
+                break
+            rows, cols, w = _unique_arcs(np.r_[rows, np.concatenate(nr)],
+                                         np.r_[cols, np.concatenate(nc)],
+                                         np.r_[w, np.concatenate(nw)], K)
+            add *= 2
+        G = sp.coo_array(G)
+        Gr, Gc, Gv = G.row, G.col, G.data
+        nz = Gv > 0
+        Gr, Gc, Gv = Gr[nz], Gc[nz], Gv[nz]
+        W = float(Gv @ self.cost.pairs(Gr, S[Gc]))
+        T = sp.csr_matrix((Gv, (Gr, Gc)), shape=(N, K))
+        return W, u, T
 
     def c_transform(self, u):
         """v_c = min_i (D_ic - u_i) over the candidates: the largest dual-feasible v."""
@@ -369,8 +495,11 @@ class _Problem:
         """
         supp = np.flatnonzero(zbar > 1e-9)
         zs = zbar[supp]
-        Dsup = self.cols(self.cand[supp])
+        cols = self.cand[supp]
         N, q = self.N, self.N / self.B
+        # D[:, support] is kept only when small; else it is recomputed in blocks
+        # each round (the support of an LP point can hold every candidate)
+        Dsup = self.cols(cols) if N * supp.size <= _CACHE_ENTRIES else None
         if N * supp.size <= _EXACT_LP_ENTRIES:
             u = self._strong_dual_lp(Dsup, zs)
             if u is not None:
@@ -380,19 +509,40 @@ class _Problem:
         kq = min(N - 1, max(0, math.ceil(q - 1e-12) - 1))
         kth = sorted({kq, min(fq, N - 1)})
 
+        def col_blocks():
+            if Dsup is not None:
+                yield slice(0, supp.size), Dsup
+                return
+            step = max(1, _BLOCK_ENTRIES // N)
+            for start in range(0, supp.size, step):
+                sl = slice(start, min(supp.size, start + step))
+                yield sl, self.cols(cols[sl])
+
         def value_and_v(u):
             # one partition gives both the cut value at z (rho) and the next v
-            part = np.partition(Dsup - u[:, None], kth, axis=0)
-            rho = part[:fq].sum(axis=0)
-            if frac > 1e-12:
-                rho = rho + frac * part[fq]
-            return float(u.mean() + (rho / N) @ zs), part[kq]
+            rho = np.empty(supp.size)
+            v = np.empty(supp.size)
+            for sl, blk in col_blocks():
+                part = np.partition(blk - u[:, None], kth, axis=0)
+                r = part[:fq].sum(axis=0)
+                if frac > 1e-12:
+                    r = r + frac * part[fq]
+                rho[sl], v[sl] = r, part[kq]
+            return float(u.mean() + (rho / N) @ zs), v
+
+        def row_min(v):
+            if Dsup is not None:
+                return _fractional_min(Dsup - v[None, :], zs)
+            out = np.empty(N)
+            for rsl, blk in self.row_blocks(cols):
+                out[rsl] = _fractional_min(blk - v[None, :], zs)
+            return out
 
         u = np.zeros(N) if u0 is None else np.asarray(u0, dtype=np.float64)
         best_val, v = value_and_v(u)
         best_u = u
         for _ in range(n_rounds):
-            u = _fractional_min(Dsup - v[None, :], zs)
+            u = row_min(v)
             val, v = value_and_v(u)
             if val <= best_val + 1e-7 * max(1e-12, abs(best_val)):
                 if val > best_val:
@@ -438,6 +588,19 @@ class _Problem:
         return m, Mx, rho
 
     # -- heuristic moves -------------------------------------------------
+    def _plan_costs(self, T, TF, pos):
+        """(f, len(pos)) block of ``T^T D[:, cand[pos]]``; ``TF = T^T F`` for cosine."""
+        if TF is not None:
+            # 1 - x.y is linear in y: no N x M block needed
+            F = self.cost.F
+            return np.asarray(T.sum(0)).ravel()[:, None] - TF @ F[self.cand[pos]].T
+        TT = T.T.tocsr()
+        out = np.empty((T.shape[1], pos.size))
+        step = max(1, _BLOCK_ENTRIES // self.N)
+        for start in range(0, pos.size, step):
+            out[:, start: start + step] = TT @ self.cols(self.cand[pos[start: start + step]])
+        return out
+
     def move_centers(self, S, T):
         """Move every free center to the candidate minimising its plan-weighted cost.
 
@@ -448,18 +611,34 @@ class _Problem:
         free = np.flatnonzero(~self.is_labeled[S])
         if free.size == 0:
             return S.copy()
-        # only the free centers' rows: with thousands of labeled centers the full
-        # (|S|, M) matrix would be gigabytes, and its labeled rows are never used
-        C = self.weighted_cand_costs(T[:, free])
+        # only the free centers' columns of the plan: with thousands of labeled
+        # centers a (|S|, M) matrix would be gigabytes, and its labeled rows are unused
+        Tf = sp.csr_matrix(T)[:, free]
+        TF = (Tf.T @ self.cost.F) if self.cost.metric == "cosine" else None
         allowed = np.flatnonzero(~self.is_labeled[self.cand])
-        if allowed.size > 4 * free.size + 64:
+        f = free.size
+        if allowed.size > 4 * f + 64:
             # an optimal distinct assignment almost surely uses only columns among
-            # each center's few best; keeping the current ones keeps W monotone
-            top = min(allowed.size - 1, 20)
-            best = np.argpartition(C[:, allowed], top, axis=1)[:, : top + 1]
-            keep = np.union1d(allowed[best.ravel()], self.pos[S[free]])
+            # each center's few best; keeping the current ones keeps W monotone.
+            # The (f, M) matrix is scanned in column blocks (M can be the whole pool).
+            top = min(allowed.size - 1, 20) + 1
+            per = _BLOCK_ENTRIES // max(f, 1 if TF is not None else self.N)
+            step = max(top, per)
+            best_v = np.empty((f, 0))
+            best_p = np.empty((f, 0), dtype=np.int64)
+            for start in range(0, allowed.size, step):
+                pos = allowed[start: start + step]
+                vals = np.hstack([best_v, self._plan_costs(Tf, TF, pos)])
+                idx = np.hstack([best_p, np.broadcast_to(pos, (f, pos.size))])
+                if vals.shape[1] > top:
+                    sel = np.argpartition(vals, top - 1, axis=1)[:, :top]
+                    vals = np.take_along_axis(vals, sel, axis=1)
+                    idx = np.take_along_axis(idx, sel, axis=1)
+                best_v, best_p = vals, idx
+            keep = np.union1d(best_p.ravel(), self.pos[S[free]])
             allowed = keep[~self.is_labeled[self.cand[keep]]]
-        r, c = linear_sum_assignment(C[:, allowed])
+        C = self._plan_costs(Tf, TF, allowed)
+        r, c = linear_sum_assignment(C)
         newS = S.copy()
         newS[free[r]] = self.cand[allowed[c]]
         return newS
@@ -480,6 +659,13 @@ class _Problem:
             arg[rsl] = a
             dist[rsl] = blk[np.arange(a.size), a]
         return arg, dist
+
+
+def _unique_arcs(rows, cols, w, n_cols):
+    """Drop repeated (row, col) arcs: a COO cost passed to POT must not hold duplicates."""
+    key = rows.astype(np.int64) * n_cols + cols
+    _, first = np.unique(key, return_index=True)
+    return rows[first].astype(np.int64), cols[first].astype(np.int64), w[first]
 
 
 # ---------------------------------------------------------------------------
@@ -1213,24 +1399,44 @@ def _new_ordered(prob, S):
     new = S[~prob.is_labeled[S]]
     if new.size <= 1:
         return new
-    D = prob.cols(new)
+    N = prob.N
+    if N * new.size <= _CACHE_ENTRIES:
+        D = prob.cols(new)
+        col = D.__getitem__
+    elif 4 * N * new.size <= _ORDER_BYTES:
+        # float32 halves the N x k block; only near-ties in the gains can reorder
+        D = np.empty((N, new.size), dtype=np.float32)
+        for rsl, blk in prob.row_blocks(new):
+            D[rsl] = blk
+        col = D.__getitem__
+    else:
+        # no N x k block at all: a column is recomputed whenever a gain is re-scored
+        D = None
+
+        def col(key):
+            return prob.cost.block(None, new[key[1]: key[1] + 1])[:, 0]
     order = []
     if prob.labeled.size:
         cur = prob.nearest(prob.labeled)[1]
     else:
         # nothing covers the pool yet: the first point is the 1-medoid of S's new points
-        order.append(int(np.argmin(D.sum(axis=0))))
-        cur = D[:, order[0]].copy()
+        if D is not None:
+            sums = D.sum(axis=0, dtype=np.float64)
+        else:
+            sums = np.array([col((slice(None), j)).sum() for j in range(new.size)])
+        order.append(int(np.argmin(sums)))
+        cur = np.array(col((slice(None), order[0])), dtype=np.float64)
     heap = [(-np.inf, j) for j in range(new.size) if j not in order]
     while heap:
         _, j = heapq.heappop(heap)
-        gain = float(np.maximum(cur - D[:, j], 0.0).sum())
+        dj = col((slice(None), j))
+        gain = float(np.maximum(cur - dj, 0.0).sum())
         # ties go to the earlier point, as an argmax would
         if heap and (-gain, j) > heap[0]:
             heapq.heappush(heap, (-gain, j))
             continue
         order.append(j)
-        np.minimum(cur, D[:, j], out=cur)
+        np.minimum(cur, dj, out=cur)
     return new[np.asarray(order, dtype=np.int64)]
 
 

@@ -5,6 +5,7 @@ arguments. It answers one question: given a fitted model and a pool of unlabeled
 samples, which ``n_instances`` samples should be labeled next?
 """
 
+import sys
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -61,6 +62,12 @@ def check_pool(X_pool, *, name="X_pool"):
     if X_pool.dtype == object:
         raise ValueError(f"{name} must be numeric, got an object array.")
     return X_pool
+
+
+def _is_dask_array(X):
+    # A Dask pool goes to skal.distributed; dask itself is never imported here.
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
 
 
 def check_int(value, name, minimum=1, *, allow_none=False):
@@ -277,6 +284,11 @@ class QueryStrategy(BaseEstimator):
         indices : ndarray of shape (n_instances,)
             Distinct indices into ``X_pool``, best first.
         """
+        if _is_dask_array(X_pool):  # a pool chunked along rows: skal.distributed
+            from .distributed import query
+
+            return query(self, estimator, X_pool, n_instances,
+                         X_labeled=X_labeled, y_labeled=y_labeled)
         X_pool = check_pool(X_pool)
         n_instances = check_n_instances(n_instances, X_pool.shape[0])
         if X_labeled is not None:
@@ -372,6 +384,10 @@ class ScoreBasedStrategy(QueryStrategy):
         -------
         utilities : ndarray of shape (n_samples,)
         """
+        if _is_dask_array(X_pool):
+            from .distributed import utilities
+
+            return utilities(self, estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         X_pool = check_pool(X_pool)
         self._prepare(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         return self._checked_utilities(estimator, X_pool)

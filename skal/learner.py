@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .base import QueryStrategy, accepts_unlabeled, check_pool
+from .base import QueryStrategy, _is_dask_array, accepts_unlabeled, check_pool
 
 __all__ = ["ActiveLearner", "ActiveLearningClassifier"]
 
@@ -257,7 +257,14 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def query(self, X_pool, n_instances=1):
         """Indices of the ``n_instances`` samples of ``X_pool`` to label next, best first."""
         check_is_fitted(self, "estimator_")
-        X_pool = check_pool(X_pool)
+        if _is_dask_array(X_pool):  # validated chunk by chunk by skal.distributed
+            if accepts_unlabeled(self.estimator):
+                raise ValueError(
+                    f"{type(_final_step(self.estimator)).__name__} trains on the whole "
+                    "unlabeled pool, which a Dask pool is not; pass a NumPy pool."
+                )
+        else:
+            X_pool = check_pool(X_pool)
         if X_pool.shape[1:] != self.X_training.shape[1:]:
             raise ValueError(
                 f"X_pool has samples of shape {X_pool.shape[1:]}, but the learner was "

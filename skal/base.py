@@ -5,6 +5,7 @@ arguments. It answers one question: given a fitted model and a pool of unlabeled
 samples, which ``n_instances`` samples should be labeled next?
 """
 
+import sys
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -141,6 +142,12 @@ def accepts_sparse(strategy):
         return bool(get_tags(strategy).input_tags.sparse)
     except Exception:  # objects without sklearn tags
         return False
+
+
+def _is_dask_array(X):
+    # A Dask pool goes to skal.distributed; dask itself is never imported here.
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
 
 
 def check_int(value, name, minimum=1, *, allow_none=False):
@@ -358,6 +365,11 @@ class QueryStrategy(BaseEstimator):
         indices : ndarray of shape (n_instances,)
             Distinct indices into ``X_pool``, best first.
         """
+        if _is_dask_array(X_pool):  # a pool chunked along rows: skal.distributed
+            from .distributed import query
+
+            return query(self, estimator, X_pool, n_instances,
+                         X_labeled=X_labeled, y_labeled=y_labeled)
         X_pool = check_pool(X_pool, accept_sparse=accepts_sparse(self))
         check_n_features(estimator, X_pool)
         n_instances = check_n_instances(n_instances, X_pool.shape[0])
@@ -455,6 +467,10 @@ class ScoreBasedStrategy(QueryStrategy):
         -------
         utilities : ndarray of shape (n_samples,)
         """
+        if _is_dask_array(X_pool):
+            from .distributed import utilities
+
+            return utilities(self, estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
         X_pool = check_pool(X_pool, accept_sparse=accepts_sparse(self))
         check_n_features(estimator, X_pool)
         self._prepare(estimator, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)

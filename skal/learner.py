@@ -15,7 +15,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .base import QueryStrategy, accepts_sparse, accepts_unlabeled, check_pool
+from .base import QueryStrategy, _is_dask_array, accepts_sparse, accepts_unlabeled, check_pool
 
 __all__ = ["ActiveLearner", "ActiveLearningClassifier"]
 
@@ -354,7 +354,15 @@ class ActiveLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         The indices are kept as ``pending_query_`` until :meth:`teach`.
         """
         check_is_fitted(self, "estimator_")
-        X_pool = check_pool(X_pool, accept_sparse=_sparse_ok(self.estimator, self.query_strategy))
+        if _is_dask_array(X_pool):  # validated chunk by chunk by skal.distributed
+            if accepts_unlabeled(self.estimator):
+                raise ValueError(
+                    f"{type(_final_step(self.estimator)).__name__} trains on the whole "
+                    "unlabeled pool, which a Dask pool is not; pass a NumPy pool."
+                )
+        else:
+            X_pool = check_pool(
+                X_pool, accept_sparse=_sparse_ok(self.estimator, self.query_strategy))
         if X_pool.shape[1:] != self._sample_shape:
             if X_pool.ndim == 2 and len(self._sample_shape) == 1:
                 raise ValueError(

@@ -452,6 +452,7 @@ def simulate(
     progress=True,
     n_jobs=None,
     learner_params=None,
+    scheduler=None,
 ):
     """Simulate pool-based active learning with ``y`` as the oracle.
 
@@ -500,9 +501,17 @@ def simulate(
     n_jobs : int or None, default=None
         Run the (strategy, seed) runs in parallel with joblib (``None`` or 1: in
         this process). Parallel runs give the same results as serial ones.
+        Under ``joblib.parallel_backend("dask")`` the runs go to that cluster.
     learner_params : dict or None, default=None
         Extra keyword arguments of :class:`skal.ActiveLearner` (e.g.
         ``{"warm_start": True}``).
+    scheduler : str, distributed.Client, Dask cluster or None, default=None
+        Run the (strategy, seed) runs as tasks on a Dask cluster (``n_jobs`` is
+        then ignored): a scheduler address (``"tcp://host:8786"``), a
+        ``distributed.Client`` or a cluster object (``LocalCluster``,
+        dask-jobqueue). The data are scattered once; results are identical to a
+        local run (at the same torch thread count; Dask workers default to one
+        thread). Needs ``pip install skal[dask]``. See :doc:`/dask_grids`.
 
     Returns
     -------
@@ -549,6 +558,10 @@ def simulate(
         raise ValueError(f"y_test has labels {missing.tolist()} that are not in classes.")
     if diagnostics:
         check_int(diagnostics_max_samples, "diagnostics_max_samples", 2)
+    if scheduler is not None:
+        from ._dispatch import check_scheduler
+
+        check_scheduler(scheduler)
     config = {
         "n_initial": n_initial,
         "batch_size": batch_size,
@@ -577,7 +590,11 @@ def simulate(
         "config": config,
     }
 
-    if n_jobs is None or n_jobs == 1:
+    if scheduler is not None:
+        from ._dispatch import run_simulation_jobs
+
+        results = run_simulation_jobs(_run_one, jobs, common, scheduler, progress)
+    elif n_jobs is None or n_jobs == 1:
         bar = _progress_bar(len(jobs) * (n_queries + 1), progress)
         try:
             results = [

@@ -212,11 +212,16 @@ def _simulate(data, **kwargs):
     )
 
 
-@pytest.mark.parametrize("how", ["address", "client"])
+@pytest.mark.parametrize("how", ["address", "client", "joblib"])
 def test_simulate_on_cluster_equals_local(cluster, digits_features, how):
     local = _simulate(digits_features)
     if how == "address":
         remote = _simulate(digits_features, scheduler=cluster.scheduler_address)
+    elif how == "joblib":
+        import joblib
+
+        with distributed.Client(cluster), joblib.parallel_backend("dask"):
+            remote = _simulate(digits_features, n_jobs=-1)
     else:
         with distributed.Client(cluster) as client:
             remote = _simulate(digits_features, scheduler=client)

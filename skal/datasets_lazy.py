@@ -50,52 +50,31 @@ def _default_rows(shape, dtype):
     return _CHUNK_BYTES // max(row_bytes, 1)
 
 
-class _LazyRows:
-    """Array-like over rows of something on disk; ``dask.array.from_array`` slices it.
+class _NpyRows:
+    """Array-like over the rows of a ``.npy`` file; ``dask.array.from_array`` slices it.
 
-    Only what is needed to read a block travels with it (file names, shape,
-    dtype), so it is cheap to pickle to a worker.
+    Only the path, shape and dtype travel with it, so it is cheap to pickle to a
+    worker; the file is opened as a memmap per block, because a memmap itself
+    pickles as its full data.
     """
 
-    ndim = property(lambda self: len(self.shape))
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        rows = key[0] if key else slice(None)
-        if isinstance(rows, (int, np.integer)):
-            return self._read(slice(int(rows), int(rows) + 1))[(0,) + key[1:]]
-        block = self._read(rows)
-        return block[(slice(None),) + key[1:]]
-
-
-class _NpyRows(_LazyRows):
     def __init__(self, path, shape, dtype, mtime):
         self.path, self.shape, self.dtype, self.mtime = path, shape, np.dtype(dtype), mtime
+        self.ndim = len(shape)
 
-    def _read(self, rows):
-        # Opened per block: a memmap itself pickles as its full data.
-        return np.array(np.load(self.path, mmap_mode="r")[rows])
+    def __getitem__(self, key):
+        return np.array(np.load(self.path, mmap_mode="r")[key])
 
     def __dask_tokenize__(self):
         return ("skal-npy", self.path, self.mtime, self.shape, str(self.dtype))
 
 
-class _ImageRows(_LazyRows):
-    def __init__(self, files, size, mode):
-        self.files = files
-        self.size, self.mode = size, mode
-        self.shape = (len(files), _MODES[mode], size[1], size[0])
-        self.dtype = np.dtype(np.float32)
-
-    def _read(self, rows):
-        names = self.files[rows]
-        out = np.empty((len(names),) + self.shape[1:], dtype=np.float32)
-        for i, name in enumerate(names):
-            out[i] = _read_image(name, self.size, self.mode)
-        return out
-
-    def __dask_tokenize__(self):
-        return ("skal-images", tuple(self.files), self.size, self.mode)
+def _read_images(names, size, mode):
+    """One chunk of an image folder: ``(len(names), channels, height, width)`` float32."""
+    out = np.empty((len(names), _MODES[mode], size[1], size[0]), dtype=np.float32)
+    for i, name in enumerate(names):
+        out[i] = _read_image(name, size, mode)
+    return out
 
 
 def _read_image(path, size, mode):
@@ -210,6 +189,8 @@ def open_image_folder(path, *, size=None, mode="L", chunks=256, on_error="raise"
     'dog/0.png'
     """
     da = _import_dask_array()
+    import dask
+
     if mode not in _MODES:
         raise ValueError(f"mode must be 'L' (grayscale) or 'RGB', got {mode!r}.")
     if on_error not in ("raise", "skip"):
@@ -235,8 +216,6 @@ def open_image_folder(path, *, size=None, mode="L", chunks=256, on_error="raise"
 
     skipped = []
     if on_error == "skip":
-        import dask
-
         parts = [dask.delayed(_readable)(files[i:i + chunks], size, mode)
                  for i in range(0, len(files), chunks)]
         ok = np.concatenate(dask.compute(*parts))
@@ -245,9 +224,18 @@ def open_image_folder(path, *, size=None, mode="L", chunks=256, on_error="raise"
         target = None if target is None else target[ok]
         if not len(files):
             raise ValueError(f"None of the images in {root} could be read.")
-    rows = _ImageRows(files, size, mode)
-    data = da.from_array(rows, chunks=(chunks,) + rows.shape[1:], asarray=False,
-                         fancy=False, meta=np.empty((0,) * 4, dtype=np.float32))
+    # One task per chunk that carries only its own file names, so no task (and
+    # no worker) ever holds the list of a million files.
+    shape = (_MODES[mode], size[1], size[0])
+    blocks = [
+        da.from_delayed(
+            dask.delayed(_read_images, pure=True)(files[i:i + chunks].tolist(), size, mode),
+            shape=(len(files[i:i + chunks]),) + shape, dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+        )
+        for i in range(0, len(files), chunks)
+    ]
+    data = da.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
     return Bunch(
         data=data,
         target=target,

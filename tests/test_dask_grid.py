@@ -273,3 +273,22 @@ def test_runner_rejects_both_cluster_options():
     with pytest.raises(SystemExit):
         le.main(["--dataset", "digits", "--quick", "--scheduler", "tcp://x:1",
                  "--dask-workers", "2"])
+
+
+def test_import_skal_does_not_import_dask():
+    import subprocess
+
+    code = ("import sys, skal, skal.datasets, skal.simulation; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'zarr'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_readers_without_dask_name_the_extra(tmp_path, monkeypatch):
+    np.save(tmp_path / "pool.npy", np.zeros((3, 2)))
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # import dask.array fails
+    with pytest.raises(ImportError, match=r"pip install skal\[dask\]"):
+        open_npy(tmp_path / "pool.npy")
+    with pytest.raises(ImportError, match=r"pip install skal\[dask\]"):
+        open_image_folder(tmp_path)

@@ -59,7 +59,7 @@ def run_on_cluster(args, jobs, device, results_dir):
     kwargs = {"quick": args.quick, "data_path": args.data_path, "device": device,
               "epochs": args.epochs, "waal_epochs": args.waal_epochs, "progress": False}
     cluster = _local_cluster(args.dask_workers) if args.dask_workers else None
-    scheduler = cluster if cluster is not None else args.scheduler
+    scheduler = cluster.scheduler_address if cluster is not None else args.scheduler
     where = f"{args.dask_workers} local workers" if cluster is not None else args.scheduler
     print(f"  {len(pending)} runs on a Dask cluster ({where})", flush=True)
     failures = 0

@@ -189,8 +189,8 @@ def test_grid_search_on_dask_backend_equals_local(client, digits_features):
 def test_grid_search_tiny_cnn_on_dask_backend_equals_local(client):
     import joblib
 
-    X, y = skal.datasets.load_digits_images(n_samples=160, random_state=0)
-    net = skal.nets.cnn_classifier("digits", n_classes=10, max_epochs=3, device="cpu",
+    X, y = skal.datasets.load_digits_images(n_samples=120, random_state=0)
+    net = skal.nets.cnn_classifier("digits", n_classes=10, max_epochs=2, device="cpu",
                                    random_state=0)
     clf = skal.ActiveLearningClassifier(net, RandomSampling(), n_initial=20, batch_size=10,
                                         n_queries=1, random_state=0)
@@ -243,28 +243,49 @@ def test_simulate_bad_scheduler_is_rejected_before_running(digits_features):
         _simulate(digits_features, scheduler=8786)
 
 
-def test_runner_on_cluster_equals_local_and_resumes(cluster, tmp_path, capsys):
+def test_runner_on_cluster_equals_local_and_resumes(cluster, tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import _dask_runs
     from benchmarks import label_efficiency as le
+
+    # --dask-workers N makes a LocalCluster(N); the module's cluster stands in for
+    # it (spawning another one costs a torch import per worker), and must be closed.
+    made = []
+    monkeypatch.setattr(_dask_runs, "_local_cluster", lambda n: made.append(n) or SimpleNamespace(
+        scheduler_address=cluster.scheduler_address, close=lambda: made.append("closed")))
 
     def run(results, *extra):
         return le.main(["--dataset", "digits", "--quick", "--strategies", "random",
-                        "--seeds", "0", "1", "--threads", "1", "--results-dir", str(results),
+                        "--seeds", "0", "--threads", "1", "--results-dir", str(results),
                         "--no-progress", *extra])
 
     assert run(tmp_path / "local") == 0
-    assert run(tmp_path / "remote", "--scheduler", cluster.scheduler_address) == 0
-    for seed in (0, 1):
+    assert run(tmp_path / "remote", "--dask-workers", "2") == 0
+    assert made == [2, "closed"]
+    for seed in (0,):
         name = f"quick/digits__random__seed{seed}.json"
         a = json.loads((tmp_path / "local" / name).read_text())
         b = json.loads((tmp_path / "remote" / name).read_text())
         assert a["config_key"] == b["config_key"]
         assert a["accuracy"] == b["accuracy"]
         assert a["run"]["queried_indices"] == b["run"]["queried_indices"]
-    # Resumable: a second cluster run finds both JSONs and sends nothing.
+    # Resumable: a second cluster run finds the JSON and sends nothing.
     capsys.readouterr()
     assert run(tmp_path / "remote", "--scheduler", cluster.scheduler_address) == 0
     out = capsys.readouterr().out
-    assert out.count("done already") == 2 and "on a Dask cluster" not in out
+    assert out.count("done already") == 1 and "on a Dask cluster" not in out
+
+
+def test_runner_local_cluster_has_one_thread_worker_processes():
+    from benchmarks import _dask_runs
+
+    cluster = _dask_runs._local_cluster(1)
+    try:
+        [worker] = cluster.scheduler_info["workers"].values()
+        assert worker["nthreads"] == 1 and len(cluster.workers) == 1
+    finally:
+        cluster.close()
 
 
 def test_runner_rejects_both_cluster_options():

@@ -29,6 +29,7 @@ Usage::
     python -m benchmarks.label_efficiency summarize
     python -m benchmarks.label_efficiency check-recipe --dataset fashion-mnist --labels 6000
     python -m benchmarks.label_efficiency --list-strategies
+    python -m benchmarks.label_efficiency --dataset digits --dask-workers 2   # or --scheduler tcp://...
 """
 
 import argparse
@@ -434,6 +435,10 @@ def run_benchmark(args):
           f"{len(usable)} strategies x {len(args.seeds)} seeds on {device}; "
           f"results in {results_dir}", flush=True)
     failures = 0
+    if args.scheduler or args.dask_workers:  # the runs go to a Dask cluster instead
+        from benchmarks._dask_runs import run_on_cluster
+
+        failures, jobs = run_on_cluster(args, jobs, device, results_dir), []
     bar = _progress(len(jobs), not args.no_progress)
     try:
         for name, seed in jobs:
@@ -1061,6 +1066,11 @@ def build_parser():
     parser.add_argument("--force", action="store_true", help="recompute finished runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--list-strategies", action="store_true")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the (strategy, seed) runs on this Dask scheduler "
+                             "(tcp://host:8786; needs skal[dask])")
+    parser.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                        help="run them on a local Dask cluster of N one-thread workers")
     return parser
 
 
@@ -1076,6 +1086,10 @@ def main(argv=None):
         return 0
     if args.strategies:
         args.strategies = [n.strip() for s in args.strategies for n in s.split(",") if n.strip()]
+    from benchmarks._dask_runs import check_cluster_args
+
+    if check_cluster_args(args):
+        parser.error(check_cluster_args(args))
     args.dataset_given = args.dataset is not None
     args.dataset = args.dataset or "fashion-mnist"
     with _torch_threads(args.threads):

@@ -6,6 +6,8 @@
   (Debian's ``dataset-fashion-mnist`` package, torchvision's ``raw/`` folder, or the
   files from the Zalando repository).
 * :func:`load_dataset` returns a train/test split of either, by name.
+* :func:`open_image_folder`, :func:`open_npy` and :func:`open_zarr` open pools on
+  disk as lazy Dask arrays (defined in :mod:`skal.datasets_lazy`; need ``skal[dask]``).
 """
 
 import gzip
@@ -17,6 +19,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
+# Lazy pools from disk; that module imports dask only inside its functions.
+from .datasets_lazy import open_image_folder, open_npy, open_zarr
+
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_CLASSES",
@@ -25,6 +30,9 @@ __all__ = [
     "load_dataset",
     "load_digits_images",
     "load_fashion_mnist",
+    "open_image_folder",
+    "open_npy",
+    "open_zarr",
     "read_idx",
 ]
 

@@ -559,6 +559,7 @@ def simulate(
     n_jobs=None,
     learner_params=None,
     stop=None,
+    scheduler=None,
 ):
     """Simulate pool-based active learning with ``y`` as the oracle.
 
@@ -610,6 +611,7 @@ def simulate(
     n_jobs : int or None, default=None
         Run the (strategy, seed) runs in parallel with joblib (``None`` or 1: in
         this process). Parallel runs give the same results as serial ones.
+        Under ``joblib.parallel_backend("dask")`` the runs go to that cluster.
     learner_params : dict or None, default=None
         Extra keyword arguments of :class:`skal.ActiveLearner` (e.g.
         ``{"warm_start": True}``).
@@ -619,6 +621,13 @@ def simulate(
         would have stopped. The simulation itself runs to the end, so the stop
         point can be compared with the curve's best
         (:func:`skal.stopping.stop_table`).
+    scheduler : str, distributed.Client, Dask cluster or None, default=None
+        Run the (strategy, seed) runs as tasks on a Dask cluster (``n_jobs`` is
+        then ignored): a scheduler address (``"tcp://host:8786"``), a
+        ``distributed.Client`` or a cluster object (``LocalCluster``,
+        dask-jobqueue). The data are scattered once; results are identical to a
+        local run (at the same torch thread count; Dask workers default to one
+        thread). Needs ``pip install skal[dask]``. See :doc:`/dask_grids`.
 
     Returns
     -------
@@ -672,6 +681,10 @@ def simulate(
     from .stopping import check_criteria
 
     stop = check_criteria(stop)
+    if scheduler is not None:
+        from ._dispatch import check_scheduler
+
+        check_scheduler(scheduler)
     config = {
         "n_initial": n_initial,
         "batch_size": batch_size,
@@ -701,7 +714,11 @@ def simulate(
         "stop": stop,
     }
 
-    if n_jobs is None or n_jobs == 1:
+    if scheduler is not None:
+        from ._dispatch import run_simulation_jobs
+
+        results = run_simulation_jobs(_run_one, jobs, common, scheduler, progress)
+    elif n_jobs is None or n_jobs == 1:
         bar = _progress_bar(len(jobs) * (n_queries + 1), progress)
         try:
             results = [

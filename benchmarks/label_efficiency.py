@@ -68,15 +68,11 @@ __all__ = [
     "DATASETS",
     "PROTOCOLS",
     "STRATEGIES",
-    "AugmentCollate",
-    "FashionLeNet",
-    "HoldoutSplit",
     "available_strategies",
     "load_protocol_data",
     "main",
     "make_strategy",
     "result_path",
-    "training_recipe",
 ]
 
 DATASETS = ("fashion-mnist", "fashion-mnist-thesis", "digits")

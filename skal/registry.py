@@ -94,6 +94,10 @@ STRATEGIES = {
                                "greedy joint mutual information of the batch (Kirsch et al. 2019)"),
     "powerbald": StrategyEntry("skal.strategies.stochastic", "PowerBALD", {}, None, "bayesian",
                                "batch sampled with probabilities ~ BALD^beta (Kirsch et al. 2023)"),
+    "softmax-entropy": StrategyEntry("skal.strategies.stochastic", "StochasticBatch",
+                                     {"mode": "softmax"}, "entropy", "uncertainty",
+                                     "entropy batch sampled with softmax weights "
+                                     "(stochastic batch acquisition)"),
 }
 
 #: Strategies whose learner is trained differently (WAAL's critic needs a

@@ -130,7 +130,7 @@ def utilities(strategy, estimator, X_pool, *, X_labeled=None, y_labeled=None):
     >>> clf = LogisticRegression().fit([[-3.0], [-2.0], [2.0], [3.0]], [0, 0, 1, 1])
     >>> X_pool = da.from_array(np.array([[-2.5], [0.2], [2.5]]), chunks=2)
     >>> UncertaintySampling().utilities(clf, X_pool).round(2)
-    array([0.04, 0.69, 0.04])
+    array([0.31, 0.69, 0.31])
     """
     check_dask_pool(X_pool)
     X_labeled, y_labeled = _check_labeled(X_labeled, y_labeled)

@@ -69,6 +69,8 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from sklearn.utils import check_random_state
 
+from ._memory import check_max_memory, check_memory
+
 __all__ = [
     "METRICS",
     "SOLVERS",
@@ -92,8 +94,8 @@ CUTS = ("capacity", "classic")
 # Metrics under which W_1 satisfies the triangle inequality, so the paper's
 # triangle (7) and dual (8) EOC are provably valid; 1 - cos is not a metric.
 _TRUE_METRICS = ("euclidean", "chord")
-# Entries of a cost block computed at once (float64): ~32 MB.
-_BLOCK_ENTRIES = 4_000_000
+# Entries of a cost block computed at once (float64): ~8 MB.
+_BLOCK_ENTRIES = 1_000_000
 # Cache D[:, candidates] when it has at most this many entries (~96 MB).
 _CACHE_ENTRIES = 12_000_000
 # The strong-LP sub-problem at a fractional master point is solved exactly
@@ -668,6 +670,61 @@ def _unique_arcs(rows, cols, w, n_cols):
     return rows[first].astype(np.int64), cols[first].astype(np.int64), w[first]
 
 
+# Bytes per arc of the sparse transport: our int64/float64 arc arrays and their
+# de-duplication, POT's copies and its network-simplex graph (measured: ~290 MB
+# extra RSS for a 40K x 1500 transport, ~1M arcs, with its cost blocks).
+_ARC_BYTES = 200
+# Bytes per (cut, candidate) coefficient of the master: the numpy cut, its row
+# and the solver's copy (PuLP's expressions for CBC are far the largest).
+_CUT_BYTES = {"cbc": 200, "highs": 50, "scipy": 60}
+# Cuts held for the estimate: a time-limited run's count is unknown up front,
+# this is a floor that already rules out an unrestricted master on a large pool.
+_CUTS_FLOOR = 200
+
+
+def _base_bytes(N, d):
+    """Features (a float64 copy and the normalised one), cost blocks, per-point vectors."""
+    return 16.0 * N * d + 6 * 8.0 * _BLOCK_ENTRIES + 40 * 8.0 * N
+
+
+def _transport_bytes(N, K):
+    if _DENSE_TRANSPORT:
+        # N x K cost, plan and product in float64, plus POT's full bipartite graph
+        return N * K * (3 * 8.0 + 40.0)
+    return N * min(K, _SCREEN_K + 3 * _PRICE_ADD) * float(_ARC_BYTES)
+
+
+def _gbd_bytes(N, d, B, n_new, M, solver):
+    """Estimated peak bytes of :func:`solve_gbd` (see the constants above)."""
+    cache = 3 * 8.0 * N * M if N * M <= _CACHE_ENTRIES else 0.0
+    order = min(8.0 * N * n_new, _ORDER_BYTES)
+    master = _CUTS_FLOOR * M * float(_CUT_BYTES[solver]) + 16.0 * B * M
+    return _base_bytes(N, d) + cache + _transport_bytes(N, B) + order + master
+
+
+def _check_pool_memory(X, n_select, labeled, metric, max_memory, M=None, solver=None,
+                       name="solve_gbd"):
+    """Raise before allocating when the problem will not fit (sizes only, no copies)."""
+    max_memory = check_max_memory(max_memory)
+    shape = np.shape(X)
+    if len(shape) != 2 or not isinstance(n_select, (int, np.integer)):
+        return  # _setup raises the input error
+    N = int(shape[0])
+    d = N if metric == "precomputed" else int(shape[1])
+    lab = np.asarray(labeled if labeled is not None else [])
+    n_lab = int(lab.sum()) if lab.dtype == bool else int(lab.size)
+    B = n_lab + int(n_select)
+    if solver is None:
+        need = _base_bytes(N, d) + _transport_bytes(N, B) + 8.0 * N * d
+        advice = "subsample the pool or lower its embedding dimension, or raise max_memory"
+    else:
+        need = _gbd_bytes(N, d, B, int(n_select), N if M is None else min(M, N), solver)
+        advice = ("lower max_candidates (None keeps every pool point as a binary), "
+                  "subsample the pool or lower its embedding dimension, or raise max_memory")
+    check_memory(need, max_memory,
+                 f"{name} on N={N} points of d={d} with {B} centers", advice)
+
+
 # ---------------------------------------------------------------------------
 # heuristics
 # ---------------------------------------------------------------------------
@@ -1220,7 +1277,7 @@ def _setup(X, n_select, labeled, metric, candidates=None):
     return cost, lab, n_select, cand
 
 
-def coreset_cost(X, selection, metric="cosine"):
+def coreset_cost(X, selection, metric="cosine", max_memory=None):
     """Discrete W1 between uniform on the pool ``X`` and uniform on ``X[selection]``.
 
     Parameters
@@ -1229,6 +1286,10 @@ def coreset_cost(X, selection, metric="cosine"):
     selection : array-like of int
         Distinct indices into ``X``.
     metric : {"cosine", "euclidean", "chord", "precomputed"}
+    max_memory : float or None, default=None
+        Memory limit in GiB (None: the memory available now), checked before
+        the transport is built. The transport is solved on a sparse graph
+        (O(N) arcs, certified optimal against all N x |S| arcs).
 
     Returns
     -------
@@ -1246,6 +1307,7 @@ def coreset_cost(X, selection, metric="cosine"):
     S = _check_labeled(selection, X.shape[0])
     if S.size == 0:
         raise ValueError("selection must not be empty.")
+    _check_pool_memory(X, S.size, None, metric, max_memory, name="coreset_cost")
     prob = _Problem(_Cost(X, metric), S.size, np.zeros(0, dtype=np.int64), S)
     return prob.transport(S)[0]
 
@@ -1332,12 +1394,15 @@ def kcenter_greedy(X, n_select, labeled=None, metric="cosine"):
     return _kcenter(prob)[lab.size:]
 
 
-def kmedoids(X, n_select, labeled=None, metric="cosine", init=None, max_iter=50):
+def kmedoids(X, n_select, labeled=None, metric="cosine", init=None, max_iter=50,
+             max_memory=None):
     """Alternating (Voronoi) k-medoids with the labeled points fixed as medoids.
 
     The k-medoids baseline of the paper: minimises the unbalanced relaxation
     ``mean_i min_j D_ij`` of the core-set objective. Initialised by
-    :func:`kcenter_greedy` unless ``init`` (new indices) is given.
+    :func:`kcenter_greedy` unless ``init`` (new indices) is given. Memory is
+    O(N d): distances are computed in blocks, never N x N. ``max_memory``
+    (GiB, None: the memory available now) is checked first.
 
     Examples
     --------
@@ -1346,6 +1411,7 @@ def kmedoids(X, n_select, labeled=None, metric="cosine", init=None, max_iter=50)
     >>> sorted(kmedoids(X, 2, metric="euclidean").tolist())
     [2, 7]
     """
+    _check_pool_memory(X, n_select, labeled, metric, max_memory, name="kmedoids")
     cost, lab, k, cand = _setup(X, n_select, labeled, metric)
     prob = _Problem(cost, lab.size + k, lab, cand)
     S0 = _kcenter(prob) if init is None else np.r_[lab, _check_labeled(init, cost.n)]
@@ -1569,6 +1635,7 @@ def solve_gbd(
     callback=None,
     keep_cuts=False,
     lp_rounds=50,
+    max_memory=None,
 ):
     """Wasserstein core-set by Generalized Benders Decomposition.
 
@@ -1644,6 +1711,13 @@ def solve_gbd(
     keep_cuts : bool, default=False
         Store every optimality cut of the master in ``result.cuts`` as
         ``(const (n_cuts,), coef (n_cuts, n_candidates))`` (for checks).
+    max_memory : float or None, default=None
+        Memory limit in GiB; None: the memory available now. The peak is
+        estimated from N, d, B and the candidate count before anything is
+        allocated, and a ValueError naming the knobs (``max_candidates``,
+        ``max_memory``) is raised when it does not fit. The transport is kept
+        sparse (O(N) arcs), so the peak is O(N d) plus the master's cuts
+        (O(n_cuts x n_candidates)).
 
     Returns
     -------
@@ -1678,6 +1752,8 @@ def solve_gbd(
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
             raise ValueError(f"{name} must be a non-negative int, got {val!r}.")
     rng = check_random_state(random_state)
+    _check_pool_memory(X, n_select, labeled, metric, max_memory, M=max_candidates,
+                       solver=solver)
 
     cost, lab, k, _ = _setup(X, n_select, labeled, metric)
     N, B = cost.n, lab.size + k

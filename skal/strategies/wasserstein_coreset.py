@@ -123,6 +123,14 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
     verbose : bool, default=False
         Show a progress bar (progress is logged at INFO level on
         ``skal.ot.mip`` in any case).
+    max_memory : float or None, default=None
+        Memory limit in GiB; None: the memory available when the query starts.
+        The selection's peak is estimated from the pool size, the embedding
+        dimension, the number of centers and ``max_candidates`` before anything
+        large is allocated; a pool that does not fit raises a ValueError naming
+        ``max_candidates`` and ``max_memory``. The transport sub-problem is kept
+        sparse (screened nearest centers, certified optimal against every arc),
+        so memory grows as O(N d), never N x |S|.
 
     Attributes
     ----------
@@ -178,6 +186,7 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
         embedding="auto",
         batch_size=None,
         verbose=False,
+        max_memory=None,
     ):
         self.time_limit = time_limit
         self.gap = gap
@@ -198,6 +207,7 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
         self.embedding = embedding
         self.batch_size = batch_size
         self.verbose = verbose
+        self.max_memory = max_memory
 
     def select(self, embeddings, k, labeled=None):
         """Select ``k`` new points of ``embeddings`` (labeled ones forced in).
@@ -242,6 +252,7 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
             max_iter=self.max_iter,
             random_state=check_random_state(self.random_state),
             verbose=self.verbose,
+            max_memory=self.max_memory,
         )
         self.result_ = res
         self.objective_ = res.objective
@@ -269,8 +280,9 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
     ----------
     metric : {"cosine", "euclidean", "chord"}, default="cosine"
     max_iter : int, default=50
-    transformer, embedding, batch_size
-        As in :class:`WassersteinCoreSet`.
+    transformer, embedding, batch_size, max_memory
+        As in :class:`WassersteinCoreSet` (memory is O(N d): distances in
+        blocks, the transport of ``objective_`` sparse).
 
     Attributes
     ----------
@@ -289,7 +301,8 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
     """
 
     def __init__(self, metric="cosine", max_iter=50, *, transformer=None, embedding="auto",
-                 batch_size=None):
+                 batch_size=None, max_memory=None):
+        self.max_memory = max_memory
         self.metric = metric
         self.max_iter = max_iter
         self.transformer = transformer
@@ -303,7 +316,8 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
                 f"metric must be 'cosine', 'euclidean' or 'chord', got {self.metric!r}."
             )
         E = _check_embeddings(embeddings, self.metric)
-        new = mip.kmedoids(E, k, labeled=labeled, metric=self.metric, max_iter=self.max_iter)
+        new = mip.kmedoids(E, k, labeled=labeled, metric=self.metric, max_iter=self.max_iter,
+                           max_memory=self.max_memory)
         lab = np.zeros(0, dtype=np.int64) if labeled is None else np.asarray(labeled)
         if lab.dtype == bool:
             lab = np.flatnonzero(lab)
@@ -325,5 +339,6 @@ class KMedoidsCoreSet(_EmbeddingMixin, QueryStrategy):
             )
         if self._objective is None:
             E, metric = self._objective_inputs
-            self._objective = mip.coreset_cost(E, self.selection_, metric=metric)
+            self._objective = mip.coreset_cost(E, self.selection_, metric=metric,
+                                               max_memory=self.max_memory)
         return self._objective

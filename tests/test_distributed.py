@@ -123,7 +123,7 @@ def test_no_client_bald_coreset_dfal(trained_net, pool, digits_split):
         (skal.BALD(n_passes=3, batch_size=8, random_state=0), {}),
         (skal.CoreSet(random_state=0), {}),
         (skal.CoreSet(), {"X_labeled": X_lab}),
-        (skal.DFAL(max_iter=5, n_candidates=60, random_state=1), {}),
+        (skal.DFAL(max_iter=5, preselect="random", n_candidates=60, random_state=1), {}),
     ]:
         expected = strategy.query(trained_net, pool, 8, **kwargs)
         np.testing.assert_array_equal(strategy.query(trained_net, X_pool, 8, **kwargs), expected)
@@ -187,7 +187,7 @@ def test_cluster_score_strategies_match_numpy(client, trained_net, pool):
 
 
 def test_cluster_dfal_keeps_its_adversarial_copies(client, trained_net, pool):
-    dfal = skal.DFAL(max_iter=5, n_candidates=40, random_state=1)
+    dfal = skal.DFAL(max_iter=5, preselect="random", n_candidates=40, random_state=1)
     expected = dfal.query(trained_net, pool, 4)
     adv = dfal.adversarial_
     got = dfal.query(trained_net, _no_client_side_chunks(pool, os.getpid()), 4)
@@ -238,3 +238,11 @@ def test_cluster_worker_killed_mid_query(client, trained_net, pool, tmp_path, st
     assert marker.exists()  # a worker did die during the query
     np.testing.assert_array_equal(got, expected)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_margin_preselection_on_a_dask_pool_is_a_clear_error(trained_net, digits_split):
+    X = digits_split[0][:100]
+    X_pool = da.from_array(X, chunks=(50, 1, 8, 8))
+    for strategy in (skal.DFAL(max_iter=5), skal.EGL(preselect="margin")):
+        with pytest.raises(ValueError, match="preselect='random'"):
+            strategy.query(trained_net, X_pool, 4)

@@ -175,9 +175,11 @@ def without_training_data(estimator):
     its last pool (possibly a dask array embedding NumPy chunks).
     """
     names = [
-        a for a in ("_X_pool", "_pool_queried", "X_training", "y_training", "X_extra_",
-                    "y_extra_")
-        if getattr(estimator, a, None) is not None
+        a for a in ("_X_pool", "_pool_queried", "X_training", "y_training", "X_training_",
+                    "y_training_", "X_extra_", "y_extra_")
+        # X_training / y_training are read-only views of X_training_ / y_training_.
+        if not isinstance(getattr(type(estimator), a, None), property)
+        and getattr(estimator, a, None) is not None
     ]
     if not names:
         return estimator

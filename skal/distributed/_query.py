@@ -96,6 +96,13 @@ def query(strategy, estimator, X_pool, n_instances=1, *, X_labeled=None, y_label
     if isinstance(strategy, RandomSampling):
         # It only reads the pool's length: a zero-width stand-in draws the same rows.
         indices = strategy._query(estimator, np.empty((n_pool, 0)), n_instances, **kwargs)
+    elif getattr(strategy, "preselect", None) == "margin" and name in ("DFAL", "EGL"):
+        # The margin pre-selection is not yet computed chunk by chunk.
+        raise ValueError(
+            f"{name}(preselect={strategy.preselect!r}) cannot query a Dask pool yet; use "
+            f"{name}(preselect='random') or {name}(preselect=None) (the whole pool), or a "
+            "NumPy pool."
+        )
     elif isinstance(strategy, CoreSet):
         from ._kcenter import query_k_center
 

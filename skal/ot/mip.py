@@ -1289,7 +1289,7 @@ def coreset_cost(X, selection, metric="cosine", max_memory=None):
     max_memory : float or None, default=None
         Memory limit in GiB (None: the memory available now), checked before
         the transport is built. The transport is solved on a sparse graph
-        (O(N) arcs, certified optimal against all N x |S| arcs).
+        (O(N) arcs, certified optimal against all N x ``|S|`` arcs).
 
     Returns
     -------

@@ -130,7 +130,7 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
         large is allocated; a pool that does not fit raises a ValueError naming
         ``max_candidates`` and ``max_memory``. The transport sub-problem is kept
         sparse (screened nearest centers, certified optimal against every arc),
-        so memory grows as O(N d), never N x |S|.
+        so memory grows as O(N d), never N x ``|S|``.
 
     Attributes
     ----------

@@ -18,15 +18,10 @@ def _classes(text):
     return names
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def build_parser():
     """The ``skal label`` argument parser."""
+    from ..cli import _positive
+
     from .worker import MODELS
 
     p = argparse.ArgumentParser(

@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 _SETTINGS = {
-    # digits: the CLI's small CNN and recipe, 20 random labels then 15 x 20.
-    "digits": dict(arch="digits", epochs=20, lr=1e-2, n_initial=20, batch_size=20, n_queries=15,
+    # digits: the CLI's recipe, 20 random labels then 15 x 20.
+    "digits": dict(recipe="digits", n_initial=20, batch_size=20, n_queries=15,
                    n_train=None, n_test=None, n_stop=500, n_val=200),
-    "fashion-mnist": dict(arch="lenet5", epochs=10, lr=1e-3, n_initial=100, batch_size=100,
+    # Fashion-MNIST: the small-budget protocol's recipe (no labels held out),
+    # 100 random labels then 15 x 100 from a 10K pool.
+    "fashion-mnist": dict(recipe="fashion-mnist-thesis", n_initial=100, batch_size=100,
                           n_queries=15, n_train=10000, n_test=2000, n_stop=2000, n_val=1000),
 }
 
@@ -32,7 +34,7 @@ def run(dataset, seeds, strategies, quick=False, out=None):
     from skal import simulate
     from skal.cli import make_strategy
     from skal.datasets import load_dataset
-    from skal.nets import cnn_classifier
+    from skal.recipes import training_recipe
     from skal.stopping import (
         BudgetStop,
         StabilizingPredictions,
@@ -43,7 +45,7 @@ def run(dataset, seeds, strategies, quick=False, out=None):
 
     cfg = dict(_SETTINGS[dataset])
     if quick:
-        cfg.update(epochs=2, n_queries=3, n_stop=100, n_val=50)
+        cfg.update(max_epochs=2, n_queries=3, n_stop=100, n_val=50)
     X, y, X_test, y_test = load_dataset(dataset, n_train=cfg["n_train"], n_test=cfg["n_test"],
                                         random_state=0)
     rng = np.random.RandomState(0)
@@ -62,7 +64,7 @@ def run(dataset, seeds, strategies, quick=False, out=None):
         "overall uncertainty < 0.05": UncertaintyStop(threshold=0.05, aggregate="mean"),
         "validation plateau (p=3)": ValidationPlateau(X_val, y_val, patience=3, min_delta=0.0),
     }
-    net = cnn_classifier(cfg["arch"], n_classes, max_epochs=cfg["epochs"], lr=cfg["lr"])
+    net = training_recipe(cfg["recipe"], n_classes=n_classes, max_epochs=cfg.get("max_epochs"))
     torch.set_num_threads(1)
     results = simulate(
         net, {name: make_strategy(name) for name in strategies}, X, y, X_test, y_test,

@@ -33,7 +33,6 @@ Usage::
 """
 
 import argparse
-import collections
 import contextlib
 import hashlib
 import json
@@ -53,16 +52,41 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from skal import registry  # noqa: E402
-from skal.nets import FashionLeNet  # noqa: E402
-from skal.recipes import (  # noqa: E402
+from benchmarks._efficiency_page import (  # noqa: E402, F401 (old import paths)
+    _coverage_notes,
+    _low_budget_section,
+    _results,
+    _threads_text,
+    _waal_section,
+    full_data_accuracy,
+    load_results,
+    markdown_tables,
+    plot_results,
+    render_page,
+)
+from benchmarks._efficiency_protocols import (  # noqa: E402, F401 (old import paths)
+    _RUN_COST_NOTES,
+    _SEMI_SUPERVISED,
+    DATASETS,
+    DEFAULT_STRATEGIES,
+    PAPER_COLUMN,
+    PAPER_SIZES,
+    PAPER_TABLE4,
+    PROTOCOLS,
+    QUICK_STRATEGIES,
+    STRATEGIES,
+    available_strategies,
+    load_protocol_data,
+    make_strategy,
+)
+from skal.nets import FashionLeNet  # noqa: E402, F401 (re-exported)
+from skal.recipes import (  # noqa: E402, F401 (AugmentCollate, HoldoutSplit: re-exported)
     RECIPES,
     AugmentCollate,
     HoldoutSplit,
-    describe_recipe,
     training_recipe,
 )
-from skal.simulation import SimulationResult, SimulationResults, simulate  # noqa: E402
+from skal.simulation import simulate  # noqa: E402
 
 __all__ = [
     "DATASETS",
@@ -75,89 +99,10 @@ __all__ = [
     "result_path",
 ]
 
-DATASETS = ("fashion-mnist", "fashion-mnist-thesis", "digits")
 RESULTS_DIR = _ROOT / "benchmarks" / "results" / "label_efficiency"
 DOCS_PAGE = _ROOT / "docs" / "results.md"
 DOCS_IMG = _ROOT / "docs" / "img"
 _FORMAT_VERSION = 1
-
-# ---------------------------------------------------------------------------
-# Protocols
-
-# Both Fashion-MNIST benchmarks share their smoke run.
-_FASHION_MNIST_QUICK = {"n_pool": 2000, "n_test": 1000, "n_initial": 100, "batch_size": 50,
-                        "n_queries": 2, "max_epochs": 5}
-PROTOCOLS = {
-    "fashion-mnist": {
-        "full": {"n_pool": 40000, "n_test": None, "n_initial": 1000, "batch_size": 500,
-                 "n_queries": 10, "max_epochs": None},
-        "quick": _FASHION_MNIST_QUICK,
-        # Accuracies for "labels to reach": the paper's random baseline at 6K
-        # (about 81 %) and the recipe's goal with 6K random labels.
-        "targets": (0.80, 0.84),
-    },
-    "fashion-mnist-thesis": {
-        "full": {"n_pool": 40000, "n_test": None, "n_initial": 100, "batch_size": 100,
-                 "n_queries": 9, "max_epochs": None},
-        "quick": _FASHION_MNIST_QUICK,
-        "targets": (0.75, 0.80),
-    },
-    "digits": {
-        "full": {"n_pool": None, "n_test": None, "n_initial": 20, "batch_size": 20,
-                 "n_queries": 10, "max_epochs": None},
-        "quick": {"n_pool": 300, "n_test": 200, "n_initial": 20, "batch_size": 20,
-                  "n_queries": 2, "max_epochs": 10},
-        "targets": (0.85, 0.90),
-    },
-}
-
-# WAAL paper, Table 4 (Fashion-MNIST, 5 runs): accuracy % at 1K, 1.5K, ..., 6K labels.
-PAPER_SIZES = [1000 + 500 * i for i in range(11)]
-PAPER_TABLE4 = {
-    "Random": [58.03, 66.81, 71.21, 73.12, 75.80, 77.34, 78.68, 79.58, 80.02, 80.93, 81.30],
-    "LeastCon": [57.93, 64.24, 68.36, 71.68, 75.03, 77.73, 79.26, 80.08, 81.32, 83.21, 84.50],
-    "Margin": [57.81, 65.61, 70.05, 72.74, 76.55, 78.99, 81.77, 82.32, 83.89, 84.87, 85.52],
-    "Entropy": [57.40, 66.37, 69.70, 71.60, 74.84, 76.66, 79.00, 79.89, 80.85, 82.26, 83.66],
-    "KMedian": [57.62, 67.13, 71.57, 73.84, 75.79, 77.44, 77.97, 79.49, 79.97, 81.11, 81.86],
-    "DBAL": [58.01, 66.53, 69.77, 72.60, 74.75, 75.86, 77.02, 77.90, 78.87, 79.47, 80.43],
-    "Core-set": [58.14, 68.79, 71.22, 72.61, 73.77, 75.10, 76.28, 77.30, 78.34, 78.42, 79.66],
-    "DeepFool": [58.19, 66.21, 70.14, 71.77, 73.69, 74.00, 74.93, 76.64, 77.24, 77.72, 78.99],
-    "WAAL": [72.29, 76.99, 79.85, 81.08, 82.04, 82.74, 83.25, 83.96, 84.45, 85.20, 85.99],
-}
-# skal strategy name -> WAAL Table 4 column (DBAL is MC-dropout BALD with 10 passes).
-PAPER_COLUMN = {
-    "random": "Random", "least-confident": "LeastCon", "margin": "Margin",
-    "entropy": "Entropy", "kmedoids-coreset": "KMedian", "bald": "DBAL",
-    "coreset": "Core-set", "dfal-noadv": "DeepFool", "waal": "WAAL",
-}
-
-# ---------------------------------------------------------------------------
-# Strategies: skal.registry's table (shared with the ``skal`` command).
-
-STRATEGIES = registry.STRATEGIES
-_SEMI_SUPERVISED = registry.SEMI_SUPERVISED
-make_strategy = registry.make_strategy
-available_strategies = registry.strategy_status
-# Why a strategy may be missing from a data set's page, or short of seeds there
-# (measured, see the #9 notes).
-_RUN_COST_NOTES = {("fashion-mnist", "waal"): (
-    "Each `waal` round trains up to 20 passes over the whole 40K pool (labeled and "
-    "unlabeled rows in pairs, plus the critic). With two CPU threads and nothing else "
-    "running, a pass took about 21 s and early stopping ended the rounds after about 6-16 "
-    "passes: about 50 minutes per seed on this 2-core machine (the other rows: 8-52 "
-    "minutes per seed with one thread each, two runs side by side). "
-    "[WAAL on the paper's LeNet](#waal-on-the-papers-lenet) below runs it under the paper's "
-    "protocol with 10 passes per round."
-)}
-DEFAULT_STRATEGIES = {
-    "fashion-mnist": tuple(STRATEGIES),
-    # Issue 5's comparison under the thesis's BALNet protocol.
-    "fashion-mnist-thesis": ("random", "entropy", "bald", "coreset", "balnet",
-                             "balnet+wasserstein"),
-    "digits": ("random", "entropy", "margin", "bald", "coreset", "dfal", "dqbc", "waal"),
-}
-# --quick without --strategies: a smoke run of under a minute on a CPU.
-QUICK_STRATEGIES = ("random", "entropy", "bald", "coreset")
 
 
 # ---------------------------------------------------------------------------
@@ -166,48 +111,8 @@ QUICK_STRATEGIES = ("random", "entropy", "bald", "coreset")
 
 # AugmentCollate, HoldoutSplit, RECIPES and training_recipe live in skal.recipes (one
 # recipe for the CLI, skal.simulate, this runner and the docs); FashionLeNet in skal.nets.
-
-
-# ---------------------------------------------------------------------------
-# Data
-
-_DATA_CACHE = {}
-
-
-def _source(dataset):
-    """The data set a benchmark draws its images from."""
-    return "fashion-mnist" if dataset.startswith("fashion-mnist") else dataset
-
-
-def _load_raw(dataset, data_path):
-    key = (_source(dataset), data_path)
-    if key not in _DATA_CACHE:
-        from skal.datasets import load_dataset, load_fashion_mnist
-
-        if key[0] == "fashion-mnist":
-            X, y = load_fashion_mnist(data_path, subset="train")
-            X_test, y_test = load_fashion_mnist(data_path, subset="test")
-        else:
-            X, y, X_test, y_test = load_dataset("digits", random_state=0)
-        _DATA_CACHE[key] = (X, y, X_test, y_test)
-    return _DATA_CACHE[key]
-
-
-def load_protocol_data(dataset, seed, *, quick=False, data_path=None):
-    """``(X_pool, y_pool, X_test, y_test)`` of one seed under the protocol.
-
-    The pool is the first ``n_pool`` images of a seeded permutation of the
-    training set (the WAAL paper's per-seed pool); the test set is fixed (a fixed
-    random subset in quick runs).
-    """
-    settings = PROTOCOLS[dataset]["quick" if quick else "full"]
-    X, y, X_test, y_test = _load_raw(dataset, data_path)
-    n_pool = settings["n_pool"] or len(y)
-    order = np.random.RandomState(seed).permutation(len(y))[:n_pool]
-    if settings["n_test"] and settings["n_test"] < len(y_test):
-        keep = np.sort(np.random.RandomState(12345).permutation(len(y_test))[: settings["n_test"]])
-        X_test, y_test = X_test[keep], y_test[keep]
-    return X[order], y[order], X_test, y_test
+# The protocols and strategies are in benchmarks/_efficiency_protocols.py, the results
+# page in benchmarks/_efficiency_page.py.
 
 
 # ---------------------------------------------------------------------------
@@ -528,145 +433,6 @@ def check_recipe(args):
     return 0
 
 
-# ---------------------------------------------------------------------------
-# Summaries
-
-
-def load_results(results_dir, dataset, quick=False):
-    """The finished runs of one data set, as JSON payloads (sorted by strategy, seed)."""
-    folder = Path(results_dir) / ("quick" if quick else "")
-    payloads = []
-    for path in sorted(folder.glob(f"{dataset}__*__seed*.json")):
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        if payload.get("status") == "complete" and payload.get("dataset") == dataset:
-            payloads.append(payload)
-    order = {name: i for i, name in enumerate(STRATEGIES)}
-    payloads.sort(key=lambda p: (order.get(p["strategy"], len(order)), p["strategy"], p["seed"]))
-    return payloads
-
-
-def _results(payloads):
-    runs = []
-    for p in payloads:
-        run = SimulationResult.from_dict(p["run"])
-        run.strategy = p["strategy"]
-        runs.append(run)
-    return SimulationResults(runs)
-
-
-def _mean_std(values, scale=1.0, digits=3):
-    values = np.asarray([v for v in values if v is not None], dtype=float) * scale
-    if values.size == 0:
-        return "-"
-    if values.size == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
-
-
-def full_data_accuracy(results_dir, dataset):
-    """Test accuracy of the recipe trained on the whole pool (seed 0), or None.
-
-    Written by ``check-recipe --labels N`` with N at least the pool size; used only
-    while the recipe it was trained with is the current one.
-    """
-    path = Path(results_dir) / f"recipe_check_{dataset}_full.json"
-    if not path.exists():
-        return None
-    check = json.loads(path.read_text(encoding="utf-8"))
-    return check["test_accuracy"] if check.get("recipe") == RECIPES[dataset] else None
-
-
-def _labels_cell(hits, n_runs):
-    reached = [h for h in hits if h is not None]
-    if not reached:
-        return "not reached"
-    cell = f"{np.mean(reached):.0f}"
-    if len(reached) < n_runs:
-        cell += f" ({len(reached)}/{n_runs} seeds)"
-    return cell
-
-
-def markdown_tables(payloads, dataset, full_accuracy=None):
-    """Markdown: the summary table and, on Fashion-MNIST, the paper comparison.
-
-    With ``full_accuracy`` (the recipe trained on the whole pool), a column gives
-    the labels needed to reach 98 % of it, the thesis's Table 4.2 metric.
-    """
-    by_name = {}
-    for p in payloads:
-        by_name.setdefault(p["strategy"], []).append(p)
-    targets = PROTOCOLS[dataset]["targets"]
-    head = ["strategy", "seeds", "AUBC", "final accuracy (%)"]
-    head += [f"labels to {100 * t:.0f} %" for t in targets]
-    if full_accuracy is not None:
-        head += [f"labels to 98 % of full data ({100 * 0.98 * full_accuracy:.1f} %)"]
-    head += ["query s / round", "fit s / round", "peak RSS, MiB (+ during run)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, runs in by_name.items():
-        cells = [f"`{name}`", str(len(runs)),
-                 _mean_std([r["aubc"] for r in runs]),
-                 _mean_std([r["final_accuracy"] for r in runs], 100, 2)]
-        for t in targets:
-            cells.append(_labels_cell([r["labels_to_target"].get(f"{t:.2f}") for r in runs],
-                                      len(runs)))
-        if full_accuracy is not None:
-            cells.append(_labels_cell(
-                [SimulationResult.from_dict(r["run"]).labels_to_reach(0.98 * full_accuracy)
-                 for r in runs], len(runs)))
-        q = [v for r in runs for v in r["query_seconds"]]
-        f = [v for r in runs for v in r["fit_seconds"]]
-        peak = max(r["peak_rss_mib"] for r in runs)
-        grew = [r["peak_rss_increase_mib"] for r in runs
-                if r.get("peak_rss_increase_mib") is not None]
-        mem = f"{peak:.0f}" + (f" (+{max(grew):.0f})" if grew else "")
-        cells += [f"{np.mean(q):.2f}" if q else "-", f"{np.mean(f):.1f}" if f else "-", mem]
-        lines.append("| " + " | ".join(cells) + " |")
-    out = ["\n".join(lines)]
-
-    if dataset == "fashion-mnist" and by_name and not any(p["quick"] for p in payloads):
-        sizes = [1000, 2000, 3000, 4000, 5000, 6000]
-        head = ["strategy (paper column)"] + [f"{s // 1000}K" for s in sizes]
-        rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for name, runs in by_name.items():
-            column = PAPER_COLUMN.get(name)
-            cells = [f"`{name}` ({column})" if column else f"`{name}`"]
-            for s in sizes:
-                accs = [r["accuracy"][r["n_labeled"].index(s)] for r in runs if s in r["n_labeled"]]
-                ours = _mean_std(accs, 100, 1) if accs else "-"
-                paper = PAPER_TABLE4[column][PAPER_SIZES.index(s)] if column else None
-                cells.append(f"{ours} / {paper:.1f}" if paper is not None else ours)
-            rows.append("| " + " | ".join(cells) + " |")
-        out.append("Test accuracy (%), skal (mean ± std over seeds) / WAAL paper Table 4 "
-                   "(mean of 5 runs):\n\n" + "\n".join(rows))
-    return out
-
-
-def plot_results(payloads, dataset, path):
-    """PNG of the mean learning curves; on Fashion-MNIST, the paper's as dashed lines."""
-    results = _results(payloads)
-    fig = results.plot(None, title=f"{dataset}: test accuracy vs labels "
-                                   f"(mean over seeds, band = ±1 std)")
-    ax = fig.axes[0]
-    if dataset == "fashion-mnist" and not any(p["quick"] for p in payloads):
-        colors = {line.get_label().split(" (AUBC")[0]: line.get_color() for line in ax.get_lines()}
-        drawn = False
-        for name, color in colors.items():
-            column = PAPER_COLUMN.get(name)
-            if column:
-                ax.plot(PAPER_SIZES, np.asarray(PAPER_TABLE4[column]) / 100, linestyle="--",
-                        linewidth=1, color=color, label="_paper")
-                drawn = True
-        if drawn:
-            ax.plot([], [], "k--", linewidth=1, label="dashed: WAAL paper, Table 4")
-            ax.legend(loc="lower right", fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 def summarize(args):
     page = Path(args.docs_page)
     img_dir = Path(args.img_dir)
@@ -690,340 +456,6 @@ def summarize(args):
     page.write_text(text, encoding="utf-8")
     print(f"wrote {page}")
     return 0
-
-
-def _run_recipe(dataset, sections):
-    """The recipe the runs of ``dataset`` used (an ``--epochs`` override included),
-    or the default one where none ran or they disagree."""
-    payloads = (sections.get(dataset) or ([], None))[0]
-    recipes = {json.dumps(p["config"]["recipe"], sort_keys=True)
-               for p in payloads if p.get("config") and p["strategy"] not in _SEMI_SUPERVISED}
-    return json.loads(recipes.pop()) if len(recipes) == 1 else RECIPES[dataset]
-
-
-def _recipe_line(dataset, sections=None):
-    return describe_recipe(_run_recipe(dataset, sections or {}))
-
-
-def render_page(sections, results_dir, quick=False):
-    """The whole docs/results.md page (narrative + tables from the JSONs)."""
-    rel_results = os.path.relpath(results_dir, _ROOT).replace(os.sep, "/")
-    out = [
-        "# Results: label efficiency",
-        "",
-        "<!-- Generated by `python -m benchmarks.label_efficiency summarize` from the JSON "
-        f"files in `{rel_results}/`; edit the generator, not this page. -->",
-        "",
-        "These pages answer one question per data set: how many labels does each strategy "
-        "need, and how much does it cost to ask for them? Every number comes from "
-        "`skal.simulate` (the labeling loop with the true labels as the oracle), run by "
-        "`python -m benchmarks.label_efficiency`. One JSON per (data set, strategy, seed) holds "
-        "the per-round test accuracy, AUBC, labels to reach the target accuracies, query and "
-        "fit seconds and peak memory; a finished run is never recomputed, so the benchmark can "
-        "be stopped and resumed.",
-        "",
-    ]
-    if quick:
-        out += ["**These are `--quick` smoke runs: tiny pools and a few epochs. They show that the "
-                "pipeline works, not how the strategies compare.**", ""]
-    out += [
-        "## Protocols",
-        "",
-        "| data set | pool | test | labels | net and recipe |",
-        "|---|---|---|---|---|",
-        "| Fashion-MNIST | 40,000 random training images per seed (WAAL paper, Table 2) | "
-        "10,000 (official) | 1,000 random + 10 queries x 500 = 6,000 | "
-        + _recipe_line("fashion-mnist", sections) + " |",
-        "| Fashion-MNIST, small budget | the same pools | the same | 100 random + 9 queries x "
-        "100 = 1,000 (thesis, BALNet chapter) | " + _recipe_line("fashion-mnist-thesis", sections)
-        + " |",
-        "| digits (sklearn, 8x8) | 1,347 (stratified 75 %) | 450 | 20 random + 10 queries x 20 "
-        "= 220 | " + _recipe_line("digits", sections) + " |",
-        "",
-        "Within a seed every strategy gets the same pool, the same random seed set and the same "
-        "initial weights; the network is retrained from scratch after every query. Strategies "
-        "run with their default parameters (BALD with 10 dropout passes). `waal` trains a "
-        "`skal.models.WAALClassifier` on the same module (labeled rows plus the rest of the pool "
-        f"as unlabeled rows; on Fashion-MNIST SGD (lr 0.01) as in the paper's code, on digits "
-        f"Adam (lr 3e-3), since SGD left the digits CNN near chance with 20 labels; at most "
-        f"{RECIPES['fashion-mnist']['waal_max_epochs']} epochs of one pass over the pool each, "
-        "with early stopping on the held-out labels where the recipe holds some out); every "
-        "other strategy uses the recipe above. `balnet+wasserstein` is `BALNet(diversity=10)` "
-        "with its default 1,000 candidates: on digits the criterion pre-selects 200 of them "
-        "for the Wasserstein step, but with 100 or 500 per query (the Fashion-MNIST protocols) "
-        "the pre-selection keeps every scored candidate, so there the row measures Wasserstein "
-        "prototypes of a random subset (see [BALNet](balnet.md)).",
-        "",
-        "### Why this recipe",
-        "",
-        "The learner's training is half of label efficiency. With the paper baselines' recipe "
-        "(10 epochs of SGD over the labeled set) or with a LeNet trained 20 epochs with Adam, "
-        "random queries stall near 77-81 % at 3.5-6K labels on Fashion-MNIST, and uncertainty "
-        "and MC-dropout BALD can look worse than random simply because the networks are "
-        "under-trained. skal's recipe aims at **at least 84 % test accuracy with 6,000 random "
-        "labels**, so that differences between strategies are differences between strategies.",
-        "",
-    ]
-    check = Path(results_dir) / "recipe_check_fashion-mnist.json"
-    if check.exists():
-        c = json.loads(check.read_text(encoding="utf-8"))
-        out += [
-            f"Check (`{c['command']}`): {c['n_labels']} random labels, one training, "
-            f"**{100 * c['test_accuracy']:.2f} %** on the {c['n_test']} test images "
-            f"({c['epochs_run']} epochs, best at epoch {c['best_epoch']}, "
-            f"{c['fit_seconds']:.0f} s on {c['machine']['device']} with "
-            f"{c['machine']['torch_threads']} thread(s)).",
-            "",
-        ]
-    else:
-        out += ["Check it with `python -m benchmarks.label_efficiency check-recipe --dataset "
-                "fashion-mnist --labels 6000` (one training, a few minutes on a CPU).", ""]
-    out += [
-        "### Where the training budget differs from the papers",
-        "",
-        "* **WAAL paper (Table 4).** Its baselines were most likely trained with the ej0cl6 "
-        "recipe (SGD lr 0.01, momentum 0.5, 10 epochs over the labeled set, no early "
-        "stopping), on the 1x-width LeNet, while WAAL itself trained 80 epochs of one pass "
-        "over the 40K pool each: roughly 30-600 times more optimisation steps. skal trains "
-        "every baseline to convergence (early stopping) on a 2x-wide version of the same "
-        "LeNet with augmentation, and gives WAAL at most "
-        f"{RECIPES['fashion-mnist']['waal_max_epochs']} pool passes. Expect skal's baselines "
-        "to be well above the paper's and the gap to WAAL to be much smaller.",
-        "* **Thesis (Ducoffe 2018, Table 4.2).** Its code holds out 20 % of the labels, stops "
-        "after 5 epochs without progress, and keeps the best of 5 restarts; on Fashion-MNIST "
-        "skal holds out 10 %, waits 8 epochs and trains once per round; with 100-1,000 labels "
-        "(small budget) and on digits (20-220 labels) it holds none out and trains a fixed 60 "
-        "epochs. With one seed's 1,000 random Fashion-MNIST labels, 60 fixed epochs reach "
-        "80.1 % and the 10 % hold-out recipe 74.4 % (63.7 % and 60.9 % with 100 labels; "
-        "`check-recipe --labels 1000` with `--dataset fashion-mnist-thesis` and `fashion-mnist`). "
-        "Table 4.2 is on MNIST, Shoe-Bag and Quick-Draw, so it is quoted below, not compared "
-        "number for number.",
-        "",
-    ]
-    titles = {"fashion-mnist": "Fashion-MNIST",
-              "fashion-mnist-thesis": "Fashion-MNIST, small budget (thesis protocol)",
-              "digits": "Digits"}
-    for dataset, title in titles.items():
-        out += [f"## {title}", ""]
-        section = sections.get(dataset)
-        cmd = (f"python -m benchmarks.label_efficiency --dataset {dataset} --seeds 0 1 2"
-               + (" --quick" if quick else ""))
-        if section is None:
-            out += ["No finished runs yet. Run", "", "```bash", cmd,
-                    "python -m benchmarks.label_efficiency summarize"
-                    + (" --quick" if quick else ""),
-                    "```", ""]
-            if dataset == "fashion-mnist":
-                out += _paper_table()
-            continue
-        payloads, png = section
-        seeds = sorted({p["seed"] for p in payloads})
-        machine = payloads[0]["machine"]
-        out += [
-            f"Command: `{cmd}` ({len(payloads)} runs, seeds {', '.join(map(str, seeds))}; "
-            f"{machine['device']}, torch {machine['torch']}, {_threads_text(payloads)}). "
-            "Query and fit seconds are means per round; peak RSS is the "
-            "process's resident memory during the run, data included.",
-            "",
-        ]
-        full = None if quick else full_data_accuracy(results_dir, dataset)
-        tables = markdown_tables(payloads, dataset, full_accuracy=full)
-        out += [tables[0], ""]
-        out += _coverage_notes(dataset, payloads, seeds)
-        if full is not None:
-            out += [f"Full data: the same recipe trained on the whole pool reaches "
-                    f"{100 * full:.2f} % (`python -m benchmarks.label_efficiency check-recipe "
-                    f"--dataset {dataset} --labels 100000 --seeds 0`). The last label column counts "
-                    "the labels needed to reach 98 % of it (the thesis's Table 4.2 asks for "
-                    "the full-data accuracy itself, within 0.5 %).", ""]
-        out += [f"![{title} learning curves]({png})", ""]
-        for extra in tables[1:]:
-            out += [extra, ""]
-        if dataset == "fashion-mnist" and len(tables) == 1:
-            out += _paper_table()
-    if not quick:
-        out += _waal_section()
-        out += _low_budget_section()
-    out += [
-        "## Published numbers for reference",
-        "",
-        "Thesis Table 4.2: annotations needed to reach the full-training-set accuracy "
-        "(± 0.5 %); \"labeled data\" includes DFAL's adversarial copies and CEAL's "
-        "pseudo-labels.",
-        "",
-        "| data set, net | target | DFAL | the two other methods listed |",
-        "|---|---|---|---|---|",
-        "| MNIST, LeNet5 | ≥ 99.04 % | 1210 (2410 labeled) | CORE-SET 1810; CEAL ≥ 6000 (≥ 6150) |",
-        "| MNIST, VGG8 | ≥ 98.98 % | 980 (1950) | CORE-SET 1270; uncertainty 2800 |",
-        "| Shoe-Bag, LeNet5 | ≥ 99.70 % | 1070 (2130) | CORE-SET 860; CEAL 1130 (19157) |",
-        "| Shoe-Bag, VGG8 | ≥ 99.50 % | 530 (1050) | CORE-SET 400; CEAL 580 (705) |",
-        "| Quick-Draw, LeNet5 | ≥ 95.46 % | 7470 (14930) | CORE-SET ≥ 8590; uncertainty ≥ 10590 |",
-        "| Quick-Draw, VGG8 | ≥ 96.75 % | 4810 (9610) | CORE-SET ≥ 6750; BALD 5590 |",
-        "",
-    ]
-    out += _peers_section()
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _threads_text(payloads):
-    """The runs' torch thread count, naming the strategies that ran with another."""
-    counts = collections.Counter(p["machine"]["torch_threads"] for p in payloads)
-    usual = counts.most_common(1)[0][0]
-    other = sorted({(p["strategy"], p["machine"]["torch_threads"]) for p in payloads
-                    if p["machine"]["torch_threads"] != usual})
-    text = f"{usual} thread(s)"
-    if other:
-        text += " (" + ", ".join(f"`{name}`: {n}" for name, n in other) + ")"
-    return text
-
-
-def _coverage_notes(dataset, payloads, seeds):
-    """Lines naming default strategies with no runs, or fewer seeds than the page."""
-    ran = {}
-    for p in payloads:
-        ran.setdefault(p["strategy"], set()).add(p["seed"])
-    missing = [n for n in DEFAULT_STRATEGIES[dataset] if n not in ran]
-    short = [n for n in DEFAULT_STRATEGIES[dataset] if n in ran and len(ran[n]) < len(seeds)]
-    command = f"python -m benchmarks.label_efficiency --dataset {dataset}"
-    out = []
-    if missing:
-        out += ["Not run yet under this protocol: " + ", ".join(f"`{n}`" for n in missing)
-                + f" (`{command} --strategies {' '.join(missing)}`).", ""]
-    for name in short:
-        rest = sorted(set(seeds) - ran[name])
-        out += [f"`{name}` has fewer seeds than the other rows so far: "
-                f"{', '.join(map(str, sorted(ran[name])))} of {', '.join(map(str, seeds))} "
-                f"(`{command} --strategies {name} --seeds {' '.join(map(str, rest))}` adds "
-                "the rest).", ""]
-    for name in missing + short:
-        if (dataset, name) in _RUN_COST_NOTES:
-            out += [_RUN_COST_NOTES[dataset, name], ""]
-    return out
-
-
-def _paper_table():
-    head = "| labels | " + " | ".join(PAPER_TABLE4) + " |"
-    rows = [head, "|" + "---|" * (len(PAPER_TABLE4) + 1)]
-    for i, n in enumerate(PAPER_SIZES):
-        rows.append(f"| {n} | " + " | ".join(f"{v[i]:.2f}" for v in PAPER_TABLE4.values()) + " |")
-    return ["WAAL paper, Table 4 (Fashion-MNIST, accuracy %, mean of 5 runs):", ""] + rows + [""]
-
-
-def _waal_section():
-    """WAAL against its paper's baselines on the paper's own LeNet (bench_waal.py)."""
-    path = _ROOT / "benchmarks" / "results" / "waal.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    proto, summary = data["protocol"], data["summary"]
-    paper_names = {"waal": "WAAL", "random": "Random", "entropy": "Entropy", "margin": "Margin"}
-    sizes = next(iter(summary.values()))["n_labeled"]
-    cols = [i for i, n in enumerate(sizes) if n % 1000 == 0]
-    out = [
-        "## WAAL on the paper's LeNet",
-        "",
-        f"Command: `python benchmarks/bench_waal.py --seeds {proto['seeds']} --waal-epochs "
-        f"{proto['waal_epochs']} --strategies {','.join(summary)}` ({proto['seeds']} seed(s), "
-        f"pool {proto['pool']:,}, {proto['initial']:,} + {proto['rounds']} x {proto['query']}; "
-        f"{data['machine']['device']}). The paper's protocol and its 1x-width LeNet "
-        "(`skal.models.WAALLeNet`); the baselines use the recipe the paper's baselines most "
-        f"likely had (SGD lr 0.01, momentum 0.5, {proto['baseline_epochs']} epochs over the "
-        f"labeled set), and WAAL trains {proto['waal_epochs']} passes over the pool per round "
-        "(the paper: 80). The `waal` row of the Fashion-MNIST table above runs it next to "
-        "skal's supervised recipe instead. See [WAAL](waal.md).",
-        "",
-        "Test accuracy (%), skal / WAAL paper Table 4:",
-        "",
-        "| strategy | " + " | ".join(f"{sizes[i] // 1000}K" for i in cols)
-        + " | train s / round | query s / round |",
-        "|---|" + "---|" * (len(cols) + 2),
-    ]
-    for name, row in summary.items():
-        paper = PAPER_TABLE4.get(paper_names.get(name, ""), None)
-        cells = []
-        for i in cols:
-            ours = f"{row['accuracy_mean'][i]:.1f}"
-            if paper is not None and sizes[i] in PAPER_SIZES:
-                ours += f" / {paper[PAPER_SIZES.index(sizes[i])]:.1f}"
-            cells.append(ours)
-        query = row.get("query_s_per_round")
-        out.append(f"| `{name}` | " + " | ".join(cells)
-                   + f" | {row['train_s_per_round']:.0f} | "
-                   + ("-" if query is None else f"{query:.2f}") + " |")
-    return out + [""]
-
-
-def _low_budget_section():
-    """The Wasserstein core-set's low-budget regime (bench_low_budget.py)."""
-    path = _ROOT / "benchmarks" / "results" / "low_budget.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    proto, summary, sizes = data["protocol"], data["summary"], data["n_labeled"]
-    names = list(summary)
-    out = [
-        "## Low budgets: the Wasserstein core-set",
-        "",
-        f"Command: `{data['command']}` ({len(proto['seeds'])} seeds; Fashion-MNIST, "
-        f"{proto['features']} features fitted without labels, cosine cost; pool "
-        f"{proto['pool']:,}, {proto['initial']} random labels + {proto['rounds']} queries of "
-        f"{proto['query']}; a fresh `{proto['learner']}` each round; the core-set solver "
-        f"stops after {proto['time_limit']:g} s per query). The regime of the paper "
-        "(a fixed feature space, a few labels per round); see "
-        "[Wasserstein core-set](wasserstein_coreset.md).",
-        "",
-        "Test accuracy (%, mean ± std over seeds):",
-        "",
-        "| labels | " + " | ".join(f"`{n}`" for n in names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for i, n in enumerate(sizes):
-        out.append(f"| {n} | " + " | ".join(
-            f"{summary[s]['accuracy_mean'][i]:.1f} ± {summary[s]['accuracy_std'][i]:.1f}"
-            for s in names) + " |")
-    out.append("| AUBC | " + " | ".join(f"{summary[s]['aubc_mean']:.3f}" for s in names) + " |")
-    out.append("| query s / round | " + " | ".join(
-        f"{summary[s]['query_s_per_round']:.2f}" for s in names) + " |")
-    return out + [""]
-
-
-def _peers_section():
-    path = _ROOT / "benchmarks" / "results" / "peers.json"
-    out = ["## Query cost against other libraries", ""]
-    if not path.exists():
-        return out + [
-            "Same pool, same trained LeNet5, skal against modAL, baal, scikit-activeml and a "
-            "per-sample DeepFool loop. The peers live in their own virtual environment:",
-            "",
-            "```bash",
-            "bash benchmarks/peers/setup_peers.sh        # creates .venv-peers",
-            ".venv-peers/bin/python benchmarks/peers/bench_peers.py",
-            "```",
-            "",
-        ]
-    data = json.loads(path.read_text(encoding="utf-8"))
-    out += [
-        f"Command: `{data.get('command', '')}` (pool {data['pool']}, query {data['n_instances']}, "
-        f"{data['machine']['device']}, {data['machine']['torch_threads']} thread(s)"
-        + ("; **quick run: not final**" if data.get("quick") else "") + ").",
-        "",
-        "| task | skal | peer | skal s | peer s | time ratio skal/peer | skal MiB | peer MiB | "
-        "memory ratio | same top-k |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in data["rows"]:
-        def fmt(v, spec):
-            return "-" if v is None else format(v, spec)
-        out.append(
-            f"| {row['task']} | {row['skal']} | {row['peer']} | {fmt(row['skal_s'], '.3f')} | "
-            f"{fmt(row['peer_s'], '.3f')} | {fmt(row.get('time_ratio'), '.3f')} | "
-            f"{fmt(row.get('skal_mib'), '.1f')} | {fmt(row.get('peer_mib'), '.1f')} | "
-            f"{fmt(row.get('memory_ratio'), '.2f')} | {row.get('overlap', '-')} |"
-        )
-    skipped = data.get("skipped") or {}
-    if skipped:
-        out += ["", "Not measured: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + "."]
-    return out + [""]
 
 
 # ---------------------------------------------------------------------------

@@ -329,7 +329,12 @@ def main(argv=None):
         print("RESULT " + json.dumps(record), flush=True)
         return 0
     if args.command == "render":
-        page = _render(args.results, args.strategies, args.sizes, args.page,
+        specs = list(args.strategies)
+        # Variants measured with --strategies name@param=value are shown too.
+        for point in load_results(args.results)["points"].values():
+            if "@" in str(point.get("strategy")) and point["strategy"] not in specs:
+                specs.append(point["strategy"])
+        page = _render(args.results, specs, args.sizes, args.page,
                        None if args.quick else DOCS_IMG, args.quick)
         print(f"wrote {page}")
         return 0

@@ -98,7 +98,9 @@ def test_gpu_check_quick_on_cpu_records_finite_ratios(tmp_path):
     threads = torch.get_num_threads()
     try:
         gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
-                        "--scaling-strategies", "margin", "random"])
+                        "--scaling-strategies", "margin", "random",
+                        # generous: a loaded machine must not time the smoke points out
+                        "--point-timeout", "600", "--budget", "1200"])
     finally:
         torch.set_num_threads(threads)
     payload = json.loads(out.read_text())

@@ -84,6 +84,9 @@ IMG = _ROOT / "docs" / "img"
 CACHE = Path(os.environ.get("SKAL_DIAGNOSE_CACHE", "/tmp/skal_diagnose_cache"))
 _FORMAT = 1
 
+CLASS_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+               "bag", "boot")
+
 #: Protocol name here -> the runner's data set.
 PROTOCOL_DATASETS = {"waal": "fashion-mnist", "small": "fashion-mnist-thesis"}
 
@@ -413,12 +416,15 @@ def run(args):
                 entry = {"config": config, "strategies": {}}
             rows = args.strategies or (QUICK_ROWS if args.quick else STRATEGY_ROWS[protocol])
             todo = [r for r in rows if r not in entry["strategies"]]
-            if not todo and "bald_ranking" in entry:
+            if not todo and "bald_ranking" in entry and "base_class_accuracy" in entry:
                 print(f"{key}: done already", flush=True)
                 continue
             t0 = time.perf_counter()
             ctx = Context(args, protocol, seed)
             entry["base_accuracy"] = ctx.base_accuracy
+            pred = ctx.net.predict(ctx.X_test)
+            entry["base_class_accuracy"] = [float(np.mean(pred[ctx.y_test == c] == c))
+                                            for c in range(10)]
             entry["n_pool"] = int(len(ctx.cand))
             entry["pool_class_entropy"] = class_balance(ctx.y_pool, 10)["entropy"]
             print(f"{key}: round-0 model {100 * ctx.base_accuracy:.2f} % "
@@ -470,7 +476,9 @@ def full_run_balance(results_dir=RESULTS_DIR):
             ent = [class_balance(y[np.asarray(r)], 10)["entropy"] for r in rounds]
             share = [class_balance(y[np.asarray(r)], 10)["max_share"] for r in rounds]
             rec = out.setdefault(protocol, {}).setdefault(payload["strategy"], {})
-            rec[seed] = {"class_entropy": ent, "max_class_share": share, "aubc": payload["aubc"]}
+            counts = sum(np.bincount(y[np.asarray(r)], minlength=10) for r in rounds)
+            rec[seed] = {"class_entropy": ent, "max_class_share": share, "aubc": payload["aubc"],
+                         "class_counts": counts.tolist()}
     return out
 
 
@@ -538,7 +546,8 @@ def tables(data):
         cfg = entry0["config"]
         out += [f"### {protocol}: first query of {cfg['k']} after {cfg['n_initial']} random "
                 f"labels, {cfg['n_candidates']:,} candidates; seeds {', '.join(map(str, seeds))}",
-                "", f"Round-0 model: {100 * np.mean(base):.2f} % test accuracy (mean).", "",
+                "", f"Round-0 model: {100 * np.mean(base):.2f} % test accuracy (mean)"
+                + _class_accuracy_text(data, protocol) + ".", "",
                 "| strategy | " + " | ".join(c[1] for c in _COLUMNS)
                 + " | acc. after refit % | vs random (pts) | runner AUBC |",
                 "|---|" + "---|" * (len(_COLUMNS) + 3)]
@@ -556,6 +565,15 @@ def tables(data):
     if data.get("full_runs"):
         out += [full_run_table(data)]
     return "\n".join(out)
+
+
+def _class_accuracy_text(data, protocol):
+    accs = [e["base_class_accuracy"] for k, e in sorted(data.get("contexts", {}).items())
+            if k.startswith(protocol + "/") and "base_class_accuracy" in e]
+    if not accs:
+        return ""
+    acc = np.mean(accs, axis=0)
+    return "; per class: " + ", ".join(f"{n} {100 * a:.0f}" for n, a in zip(CLASS_NAMES, acc))
 
 
 def bald_table(data, protocol):
@@ -600,7 +618,8 @@ def full_run_table(data):
     for protocol, strategies in data.get("full_runs", {}).items():
         out += [f"### {protocol}: class balance of the full runs' picks (every round, every seed)",
                 "", "| strategy | seeds | AUBC | class H (mean) | class H (worst round) | "
-                "top class (mean) |", "|---|---|---|---|---|---|"]
+                "top class (mean) | most picked classes (share of all picks) |",
+                "|---|---|---|---|---|---|---|"]
         order = sorted(strategies, key=lambda n: -np.mean(
             [np.mean(r["class_entropy"]) for r in strategies[n].values()]))
         for name in order:
@@ -608,8 +627,11 @@ def full_run_table(data):
             ent = np.concatenate([r["class_entropy"] for r in recs])
             share = np.concatenate([r["max_class_share"] for r in recs])
             aubc = np.mean([r["aubc"] for r in recs])
+            counts = np.sum([r.get("class_counts", np.zeros(10)) for r in recs], axis=0)
+            counts = counts / max(counts.sum(), 1)
+            top = ", ".join(f"{CLASS_NAMES[i]} {counts[i]:.2f}" for i in np.argsort(-counts)[:3])
             out.append(f"| `{name}` | {len(recs)} | {aubc:.3f} | {ent.mean():.3f} | "
-                       f"{ent.min():.3f} | {share.mean():.2f} |")
+                       f"{ent.min():.3f} | {share.mean():.2f} | {top} |")
         out.append("")
     return "\n".join(out)
 
@@ -666,8 +688,7 @@ def figures(args):
             ax.bar(np.arange(10) + i * width, counts[n] / counts[n].sum(), width, label=n)
         ax.axhline(0.1, color="grey", lw=0.8, ls="--")
         ax.set_xticks(np.arange(10) + 0.4)
-        ax.set_xticklabels(["T-shirt", "trouser", "pullover", "dress", "coat", "sandal",
-                            "shirt", "sneaker", "bag", "boot"])
+        ax.set_xticklabels(CLASS_NAMES)
         ax.set_ylabel("share of the picks")
         ax.legend(fontsize=7, ncol=4)
         ax.set_title(f"{protocol} protocol: true classes of the first query's picks "

@@ -90,6 +90,14 @@ class CoreSet(QueryStrategy):
         The space distances are measured in (see :func:`skal.nets.features`):
         ``"model"``: penultimate-layer features of the net; ``"input"``: the
         flattened inputs; ``"auto"``: the model's when it is a torch net.
+    normalize : bool, default=False
+        L2-normalise the features first, so that distances are chord (cosine)
+        distances. ``False`` is Sener & Savarese's Euclidean distance on the raw
+        features. On the Fashion-MNIST LeNet the raw k-center spends most of its
+        labels on the pool's farthest points, sandals and bags; see
+        :doc:`/diagnoses`. The Wasserstein core-set paper (Mahmood et al. 2022,
+        app. E.7) finds the cosine distance better than the Euclidean one except
+        at the smallest budgets.
     batch_size : int or None, default=None
         Inference batch size.
     random_state : int, RandomState instance or None, default=None

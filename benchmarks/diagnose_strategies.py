@@ -702,7 +702,10 @@ def figures(args):
     full = data.get("full_runs", {})
     for protocol, strategies in full.items():
         fig, ax = plt.subplots(figsize=(8, 4))
-        for name in sorted(strategies):
+        shown = [n for n in ("random", "margin", "entropy", "bald", "coreset", "kmedoids-coreset",
+                             "wasserstein-coreset", "wasserstein-prototypes", "balnet",
+                             "balnet+wasserstein") if n in strategies]
+        for name in shown:
             ent = np.asarray([r["class_entropy"] for r in strategies[name].values()])
             ax.plot(np.arange(1, ent.shape[1] + 1), ent.mean(axis=0), marker="o", ms=3,
                     label=f"{name} ({np.mean([r['aubc'] for r in strategies[name].values()]):.3f})",

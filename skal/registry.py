@@ -49,6 +49,9 @@ STRATEGIES = {
                           "MC-dropout mutual information between label and weights (10 passes)"),
     "coreset": StrategyEntry("skal.strategies.coreset", "CoreSet", {}, None, "geometric",
                              "greedy k-center in the embedding (Sener & Savarese 2018)"),
+    "coreset-l2": StrategyEntry("skal.strategies.coreset", "CoreSet", {"normalize": True}, None,
+                                "geometric", "greedy k-center on L2-normalised embeddings "
+                                "(cosine geometry; see docs/diagnoses.md)"),
     "dfal": StrategyEntry(_D, "DFAL", {}, None, "adversarial",
                           "smallest DeepFool perturbation, adversarial copies added (Ducoffe)"),
     "dfal-noadv": StrategyEntry(_D, "DFAL", {"add_adversarial": False}, None, "adversarial",

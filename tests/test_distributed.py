@@ -123,6 +123,7 @@ def test_no_client_bald_coreset_dfal(trained_net, pool, digits_split):
         (skal.BALD(n_passes=3, batch_size=8, random_state=0), {}),
         (skal.CoreSet(random_state=0), {}),
         (skal.CoreSet(), {"X_labeled": X_lab}),
+        (skal.CoreSet(normalize=True), {"X_labeled": X_lab}),
         (skal.DFAL(max_iter=5, preselect="random", n_candidates=60, random_state=1), {}),
     ]:
         expected = strategy.query(trained_net, pool, 8, **kwargs)

@@ -153,3 +153,26 @@ def test_uncertainty_beats_random_on_digits(digits_split):
             accs.append(clf.fit(X, y).score(X_test, y_test))
         scores[name] = np.mean(accs)
     assert scores["margin"] > scores["random"] + 0.02, scores
+
+
+
+def test_coreset_normalize_is_k_center_on_unit_vectors():
+    rng = np.random.RandomState(3)
+    # Rows of very different norms: raw distances follow the norms, cosine ones do not.
+    X = rng.rand(60, 5) * rng.choice([0.1, 1.0, 20.0], size=(60, 1))
+    lab = rng.rand(4, 5)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    lab_unit = lab / np.linalg.norm(lab, axis=1, keepdims=True)
+    got = CoreSet(embedding="input", normalize=True).query(None, X, 6, X_labeled=lab)
+    np.testing.assert_array_equal(got, _slow_k_center(unit, 6, lab_unit))
+    raw = CoreSet(embedding="input").query(None, X, 6, X_labeled=lab)
+    np.testing.assert_array_equal(raw, _slow_k_center(X, 6, lab))
+    assert set(raw) != set(got)
+    # The raw k-center goes for the largest norms first, the normalised one does not.
+    norms = np.linalg.norm(X, axis=1)
+    assert norms[raw].min() >= np.quantile(norms, 0.6) > norms[got].min()
+
+
+def test_coreset_normalize_must_be_bool():
+    with pytest.raises(TypeError, match="normalize must be a bool"):
+        CoreSet(embedding="input", normalize="yes").query(None, np.eye(3), 1)

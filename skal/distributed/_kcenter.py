@@ -3,7 +3,6 @@
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ..nets import features
 from ..strategies.coreset import _sq_norms, min_sq_distances
 from ._pool import ChunkRunner, active_client, check_block, without_training_data
 
@@ -25,8 +24,7 @@ def query_k_center(strategy, estimator, X_pool, offsets, n_instances, *, X_label
     n_pool = int(offsets[-1])
     centers = None
     if X_labeled is not None:
-        centers = features(estimator, X_labeled, strategy.embedding,
-                           batch_size=strategy.batch_size)
+        centers = strategy._features(estimator, X_labeled)
     first = None
     if centers is None or not len(centers):
         # As k_center_greedy: the first center is random when nothing is labeled.
@@ -82,7 +80,7 @@ def _chunk_features(payload, block, offset, n_rows, trailing):
         return {"Z": None}
     strategy, estimator = payload
     block = check_block(block, offset, n_rows, trailing)
-    Z = features(estimator, block, strategy.embedding, batch_size=strategy.batch_size)
+    Z = strategy._features(estimator, block)
     return {"Z": Z, "sq": _sq_norms(Z)}
 
 

@@ -1,6 +1,7 @@
 """Core-set selection by greedy k-center (Sener & Savarese 2018)."""
 
 import numpy as np
+from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.utils import check_random_state
 
 from ..base import QueryStrategy
@@ -89,6 +90,14 @@ class CoreSet(QueryStrategy):
         The space distances are measured in (see :func:`skal.nets.features`):
         ``"model"``: penultimate-layer features of the net; ``"input"``: the
         flattened inputs; ``"auto"``: the model's when it is a torch net.
+    normalize : bool, default=False
+        L2-normalise the features first, so that distances are chord (cosine)
+        distances. ``False`` is Sener & Savarese's Euclidean distance on the raw
+        features. On the Fashion-MNIST LeNet the raw k-center spends most of its
+        labels on the pool's farthest points, sandals and bags; see
+        :doc:`/diagnoses`. The Wasserstein core-set paper (Mahmood et al. 2022,
+        app. E.7) finds the cosine distance better than the Euclidean one except
+        at the smallest budgets.
     batch_size : int or None, default=None
         Inference batch size.
     random_state : int, RandomState instance or None, default=None
@@ -99,18 +108,35 @@ class CoreSet(QueryStrategy):
     >>> X = np.array([[0.0], [0.1], [5.0], [9.0]])
     >>> CoreSet(embedding="input").query(None, X, 2, X_labeled=np.array([[0.0]]))
     array([3, 2])
+
+    With ``normalize=True`` only directions count: ``[5, 5]`` lies on the
+    labeled point's ray, so the point at a right angle goes first.
+
+    >>> X = np.array([[5.0, 5.0], [1.0, -1.0]])
+    >>> CoreSet(embedding="input", normalize=True).query(
+    ...     None, X, 1, X_labeled=np.array([[1.0, 1.0]]))
+    array([1])
     """
 
-    def __init__(self, embedding="auto", batch_size=None, random_state=None):
+    def __init__(self, embedding="auto", normalize=False, batch_size=None, random_state=None):
         self.embedding = embedding
+        self.normalize = normalize
         self.batch_size = batch_size
         self.random_state = random_state
 
+    def _features(self, estimator, X):
+        """Features of ``X`` in the space distances are measured in (also the Dask path's)."""
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
+        Z = features(estimator, X, self.embedding, batch_size=self.batch_size)
+        # Zero rows stay zero (sklearn's normalize leaves them alone).
+        return l2_normalize(Z) if self.normalize else Z
+
     def _query(self, estimator, X_pool, n_instances, *, X_labeled=None, y_labeled=None):
-        pool = features(estimator, X_pool, self.embedding, batch_size=self.batch_size)
+        pool = self._features(estimator, X_pool)
         centers = None
         if X_labeled is not None:
-            centers = features(estimator, X_labeled, self.embedding, batch_size=self.batch_size)
+            centers = self._features(estimator, X_labeled)
         return k_center_greedy(
             pool, n_instances, X_centers=centers, random_state=self.random_state
         )

@@ -136,12 +136,13 @@ class _Cost:
         if metric == "precomputed":
             self.D = X
             return
-        F = np.array(X, dtype=np.float64)
+        # no copy of the features unless they are normalised: the solver only reads them
+        F = np.asarray(X, dtype=np.float64)
         if metric in ("cosine", "chord"):
             norms = np.linalg.norm(F, axis=1, keepdims=True)
             # a zero vector has no direction: it stays 0, i.e. at cosine distance 1
             # (chord distance 1) from everything but itself
-            F = np.divide(F, norms, out=np.zeros_like(F), where=norms > 0)
+            F = np.divide(F, norms, out=np.zeros(F.shape), where=norms > 0)
         self.F = F
         self.sq = np.einsum("ij,ij->i", F, F)
 
@@ -153,10 +154,14 @@ class _Cost:
             return np.array(self.D[rsl][:, cols], dtype=np.float64)
         Fr = self.F[rsl]
         G = Fr @ self.F[cols].T
+        # in place, two blocks at most: the same operations as 1 - G and |x|^2 + |y|^2 - 2 G
         if self.metric == "cosine":
-            out = np.clip(1.0 - G, 0.0, 2.0)
+            out = np.clip(np.subtract(1.0, G, out=G), 0.0, 2.0, out=G)
         else:
-            out = self.sq[rsl][:, None] + self.sq[cols][None, :] - 2.0 * G
+            out = self.sq[rsl][:, None] + self.sq[cols][None, :]
+            G *= 2.0
+            out -= G
+            del G
             np.maximum(out, 0.0, out=out)
             np.sqrt(out, out=out)
         # self-distances are exactly 0 (rounding would otherwise leave ~1e-8)

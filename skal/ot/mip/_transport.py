@@ -138,8 +138,10 @@ class _TransportMixin:
 def _unique_arcs(rows, cols, w, n_cols):
     """Drop repeated (row, col) arcs: a COO cost passed to POT must not hold duplicates."""
     key = rows.astype(np.int64) * n_cols + cols
-    _, first = np.unique(key, return_index=True)
-    return rows[first].astype(np.int64), cols[first].astype(np.int64), w[first]
+    first = np.unique(key, return_index=True)[1]
+    del key
+    return rows[first].astype(np.int64, copy=False), cols[first].astype(np.int64, copy=False), \
+        w[first]
 
 
 # Bytes per arc of the sparse transport: our int64/float64 arc arrays and their

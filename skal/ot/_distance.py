@@ -18,6 +18,8 @@ import numpy as np
 import ot
 from scipy.special import logsumexp
 
+from ._memory import check_memory
+
 __all__ = ["ipot", "sqeuclidean_cost", "wasserstein2"]
 
 _METHODS = ("exact", "sinkhorn", "ipot")
@@ -26,6 +28,10 @@ _METHODS = ("exact", "sinkhorn", "ipot")
 # does not).
 _DEFAULT_REG = {"sinkhorn": 1e-2, "ipot": 0.1}
 _DEFAULT_N_ITER = {"sinkhorn": 1000, "ipot": 100}
+# Bytes per (source, target) pair at the peak of one transport: the cost, the plan and
+# the network simplex's arcs (exact), or the kernel, plan and temporaries in the log
+# domain (Sinkhorn, IPOT), all n x m float64.
+_W2_BYTES_PER_PAIR = 64.0
 
 
 def sqeuclidean_cost(X, Y):
@@ -50,7 +56,11 @@ def sqeuclidean_cost(X, Y):
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    C = (X * X).sum(1)[:, None] - 2.0 * (X @ Y.T) + (Y * Y).sum(1)[None, :]
+    # in place: one n x m array at any time (the same values as |x|^2 - 2 x.y + |y|^2)
+    C = X @ Y.T
+    C *= -2.0
+    C += (X * X).sum(1)[:, None]
+    C += (Y * Y).sum(1)[None, :]
     np.maximum(C, 0.0, out=C)
     return C
 
@@ -193,7 +203,7 @@ def _transport_cost(a, b, M, method, reg, n_iter, normalize_cost, scale=None):
 
 
 def wasserstein2(X, Y, a=None, b=None, *, method="exact", reg=None, n_iter=None,
-                 normalize_cost=True, squared=False):
+                 normalize_cost=True, squared=False, max_memory=None):
     """2-Wasserstein distance between two weighted point sets.
 
     The ground cost is the squared Euclidean distance, so the optimal transport
@@ -227,6 +237,10 @@ def wasserstein2(X, Y, a=None, b=None, *, method="exact", reg=None, n_iter=None,
         Ignored by ``"exact"``.
     squared : bool, default=False
         Return ``W2^2`` instead of ``W2``.
+    max_memory : float or None, default=None
+        Memory limit in GiB (None: the memory available now). The n x m cost and
+        the solver's n x m arrays are estimated before anything is allocated; a
+        ValueError names the knobs when they do not fit.
 
     Returns
     -------
@@ -250,6 +264,12 @@ def wasserstein2(X, Y, a=None, b=None, *, method="exact", reg=None, n_iter=None,
     a = _as_weights(a, X.shape[0], "a")
     b = _as_weights(b, Y.shape[0], "b")
     reg, n_iter = _check_method(method, reg, n_iter)
+    n, m = int(np.count_nonzero(a)), int(np.count_nonzero(b))
+    check_memory(
+        _W2_BYTES_PER_PAIR * n * m, max_memory,
+        f"wasserstein2 between {n} and {m} points ({method})",
+        "reduce the point sets first (skal.ot.reduce_measure) or raise max_memory",
+    )
     # Zero-mass points carry nothing and would put log(0) into the iterative solvers.
     X, a = X[a > 0], a[a > 0]
     Y, b = Y[b > 0], b[b > 0]

@@ -23,6 +23,7 @@ from sklearn.utils import check_random_state
 
 from ..base import check_int
 from ._distance import _as_points, _as_weights, _check_method, sqeuclidean_cost
+from ._memory import check_memory
 
 __all__ = ["greedy_prototypes", "reduce_measure"]
 
@@ -39,6 +40,10 @@ _PRUNE_RTOL = 1e-9
 # were no better than random subsets, 20 were 9-17 % better).
 _AUTO_SOLVES_PER_STEP = 20
 _AUTO_SOLVES_PER_QUERY = 400
+
+# Entries of the candidate-cost rows processed at once in the bounds (~8 MB of float64):
+# the candidates' cost matrix is the only n_candidates x n_target array ever held.
+_CHUNK_ENTRIES = 1_000_000
 
 
 def reduce_measure(X, weights=None, n_max=1000, *, quantize=False, random_state=None):
@@ -124,7 +129,7 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
                       target_weights=None, n_target=1000, quantize=True, n_fixed=1000,
                       method="exact", reg=None, n_iter=None, normalize_cost=True,
                       max_solves=None, device="auto", return_objective=False,
-                      random_state=None):
+                      random_state=None, max_memory=None):
     """Greedy Wasserstein prototypes: a subset of candidates close to a target in W2.
 
     Adds, one at a time, the candidate ``x`` minimising
@@ -190,6 +195,12 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
         Also return W2 after each selection (exact, or the solver's estimate).
     random_state : int, RandomState instance or None
         Seeds the target / fixed-set reduction.
+    max_memory : float or None, default=None
+        Memory limit in GiB (None: the memory available now). The peak, the
+        ``n_candidates x n_target`` cost matrix and the transport problems, is
+        estimated before the target is reduced or any cost computed; a
+        ValueError names the knobs (``n_target``, ``n_fixed``, fewer candidates,
+        ``max_memory``) when it does not fit.
 
     Returns
     -------
@@ -226,6 +237,15 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
     reg, n_iter = _check_method(method, reg, n_iter)
     wt = _as_weights(target_weights, Xt.shape[0], "target_weights")
     rng = check_random_state(random_state)
+    m = Xt.shape[0] if n_target is None else min(n_target, Xt.shape[0])
+    n_f = n_fixed_points if n_fixed is None else min(n_fixed, n_fixed_points)
+    check_memory(
+        _prototypes_bytes(Xc.shape[0], m, n_f, n_prototypes), max_memory,
+        f"greedy_prototypes on {Xc.shape[0]} candidates, a target of {m} and "
+        f"{n_f} fixed points",
+        "lower n_target or n_fixed (None keeps every point), pass fewer candidates "
+        "(the strategies' n_candidates), or raise max_memory",
+    )
 
     Xt, wt = reduce_measure(Xt, wt, n_target, quantize=quantize, random_state=rng)
     b = wt / wt.sum()
@@ -255,6 +275,30 @@ def greedy_prototypes(X_candidates, X_target, n_prototypes, *, X_fixed=None,
     if return_objective:
         return chosen, np.sqrt(np.maximum(np.asarray(objective), 0.0))
     return chosen
+
+
+def _prototypes_bytes(n_cand, m, n_fixed, k):
+    """Estimated peak bytes of :func:`greedy_prototypes` past its inputs' O(n d) copies.
+
+    The candidates' and fixed points' costs to the ``m`` target points (float64),
+    cost blocks of ``_CHUNK_ENTRIES``, and one transport problem of
+    ``(n_fixed + k) x m`` arcs (cost, plan and the solver's graph).
+    """
+    return 8.0 * m * (n_cand + n_fixed) + 4 * 8.0 * _CHUNK_ENTRIES + 64.0 * (n_fixed + k) * m
+
+
+def _by_rows(C, rows, fn):
+    """``fn(C[rows])`` (one value per row) computed in blocks of rows: no copy of ``C``."""
+    out = np.empty(rows.size)
+    step = max(1, _CHUNK_ENTRIES // max(1, C.shape[1]))
+    for start in range(0, rows.size, step):
+        out[start:start + step] = fn(C[rows[start:start + step]])
+    return out
+
+
+def _row_min(C, rows, g):
+    """``min_j (C[r, j] - g_j)`` for every ``r`` in ``rows``."""
+    return _by_rows(C, rows, lambda block: np.min(block - g[None, :], axis=1))
 
 
 def _check_max_solves(max_solves, n_prototypes, n_fixed_points=0):
@@ -293,7 +337,7 @@ def _greedy_exact(C_cand, C_fixed, mass_f, b, k, max_solves=None):
 
         if rows.shape[0] == 0:
             # A single point carries all the mass: its cost is its mean cost to the target.
-            values = C_cand[cand] @ b
+            values = _by_rows(C_cand, cand, lambda block: block @ b)
             j = cand[np.lexsort((cand, values))[0]]
             chosen.append(int(j))
             objective.append(float(values[cand == j][0]))
@@ -305,8 +349,7 @@ def _greedy_exact(C_cand, C_fixed, mass_f, b, k, max_solves=None):
         # c-transform making (f, g) feasible for every support point.
         if g is None:
             _, f_cur, g = _emd(counts / counts.sum(), b, rows)
-        C_av = C_cand[cand]
-        f_cand = np.min(C_av - g[None, :], axis=1)
+        f_cand = _row_min(C_cand, cand, g)
         lower = (counts @ np.min(rows - g[None, :], axis=1) + g @ b * total + f_cand) / total
         solved = np.zeros(cand.shape[0], dtype=bool)
         n_solved = 0
@@ -322,7 +365,7 @@ def _greedy_exact(C_cand, C_fixed, mass_f, b, k, max_solves=None):
             n_solved += 1
             # Warm start: the current potentials, extended to the new point by c-transform.
             init = (np.append(f_cur, f_cand[pos]), g)
-            value, _, g_new = _emd(a, b, np.vstack([rows, C_av[pos]]), potentials_init=init)
+            value, _, g_new = _emd(a, b, np.vstack([rows, C_cand[j]]), potentials_init=init)
             if best_g is None or _better(value, j, best_value, best_idx):
                 best_value, best_idx, best_g = value, j, g_new
             # The new dual bounds the other candidates too; tightening the
@@ -330,7 +373,7 @@ def _greedy_exact(C_cand, C_fixed, mass_f, b, k, max_solves=None):
             open_ = np.flatnonzero(~solved & (lower <= best_value))
             if open_.size:
                 base = counts @ np.min(rows - g_new[None, :], axis=1) + g_new @ b * total
-                lower2 = (base + np.min(C_av[open_] - g_new[None, :], axis=1)) / total
+                lower2 = (base + _row_min(C_cand, cand[open_], g_new)) / total
                 lower[open_] = np.maximum(lower[open_], lower2)
         chosen.append(best_idx)
         objective.append(best_value)
@@ -346,12 +389,13 @@ _MAX_KERNEL_EXPONENT = 200.0
 
 
 def _batched_regularised(rows, cand_rows, a, b, method, reg, n_iter, device,
-                         chunk_elems=4_000_000):
+                         chunk_elems=4_000_000, index=None):
     """Transport costs of many problems sharing all source rows but the last.
 
     Problem ``c`` has cost matrix ``vstack([rows, cand_rows[c]])`` (already
     normalised), source ``a`` and target ``b``; all are solved together with
-    torch. When the kernel cannot underflow (``1/reg`` for Sinkhorn,
+    torch. With ``index`` the problems are those of ``cand_rows[index]``, gathered
+    a chunk at a time. When the kernel cannot underflow (``1/reg`` for Sinkhorn,
     ``n_iter/beta`` for IPOT below ``_MAX_KERNEL_EXPONENT``) the scaling form
     is used: the shared rows make each iteration two batched matrix products,
     O(n m B) multiply-adds and only O((n + B) m) exponentials. Otherwise (or if
@@ -369,9 +413,11 @@ def _batched_regularised(rows, cand_rows, a, b, method, reg, n_iter, device,
     a_t = torch.as_tensor(a, **kw)
     b_t = torch.as_tensor(b, **kw)
     exponent = 1.0 / reg if method == "sinkhorn" else n_iter / reg
-    out = np.empty(cand_rows.shape[0])
-    for start in range(0, cand_rows.shape[0], per_chunk):
-        last = torch.as_tensor(cand_rows[start:start + per_chunk], **kw)
+    n_problems = cand_rows.shape[0] if index is None else index.size
+    out = np.empty(n_problems)
+    for start in range(0, n_problems, per_chunk):
+        chunk = slice(start, start + per_chunk) if index is None else index[start:start + per_chunk]
+        last = torch.as_tensor(cand_rows[chunk], **kw)
         values = None
         if exponent <= _MAX_KERNEL_EXPONENT:
             solver = _sinkhorn_scaling if method == "sinkhorn" else _ipot_scaling
@@ -471,7 +517,9 @@ def _greedy_regularised(C_cand, C_fixed, mass_f, b, k, method, reg, n_iter,
                         normalize_cost, scale, device):
     if not normalize_cost or not scale > 0:
         scale = 1.0
-    C_cand, C_fixed = C_cand / scale, C_fixed / scale
+    # in place: the caller's matrices are not used again, and a copy would double the peak
+    C_cand = np.divide(C_cand, scale, out=C_cand)
+    C_fixed = np.divide(C_fixed, scale, out=C_fixed)
     n_cand = C_cand.shape[0]
     available = np.ones(n_cand, dtype=bool)
     chosen, objective = [], []
@@ -481,8 +529,8 @@ def _greedy_regularised(C_cand, C_fixed, mass_f, b, k, method, reg, n_iter,
         a = np.append(counts, 1.0) / (counts.sum() + 1.0)
         cand = np.flatnonzero(available)
         with np.errstate(all="ignore"):
-            values = _batched_regularised(rows, C_cand[cand], a, b, method, reg, n_iter,
-                                          device)
+            values = _batched_regularised(rows, C_cand, a, b, method, reg, n_iter,
+                                          device, index=cand)
         # Non-finite scores (solver overflow) are skipped, never chosen.
         finite = np.isfinite(values)
         if not finite.any():

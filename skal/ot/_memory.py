@@ -42,7 +42,8 @@ def check_max_memory(max_memory):
         return None
     if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) \
             or not max_memory > 0:
-        raise ValueError(f"max_memory must be a positive number of GiB or None, got {max_memory!r}.")
+        raise ValueError(
+            f"max_memory must be a positive number of GiB or None, got {max_memory!r}.")
     return float(max_memory)
 
 

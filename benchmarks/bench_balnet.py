@@ -32,10 +32,9 @@ import torch
 # Run from a source checkout without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._timing import best_time
 from skal.nets import cnn_classifier, predict_logits
 from skal.strategies.balnet import BALNet
-
-from benchmarks._timing import best_time
 
 
 def bench_time(args):

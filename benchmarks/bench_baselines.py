@@ -30,11 +30,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._timing import best_time  # noqa: E402
 from skal import BALD, CoreSet, UncertaintySampling  # noqa: E402
 from skal.datasets import load_fashion_mnist  # noqa: E402
 from skal.nets import cnn_classifier, predict_logits  # noqa: E402
-
-from benchmarks._timing import best_time  # noqa: E402
 
 
 def main(argv=None):
@@ -63,7 +62,8 @@ def main(argv=None):
     # Inference batch size, and skorch's predict_proba as the peer.
     plain = {}
     for bs in (64, 128, 256, 512, 1024):
-        plain[bs] = best_time(lambda: predict_logits(net, X_pool, batch_size=bs), args.repeats)
+        plain[bs] = best_time(lambda bs=bs: predict_logits(net, X_pool, batch_size=bs),
+                              args.repeats)
         rows.append({"what": f"skal inference, batch {bs}", "seconds": plain[bs]})
     skorch_time = best_time(lambda: net.predict_proba(X_pool), args.repeats)
     rows.append({"what": f"skorch predict_proba (batch {net.batch_size})", "seconds": skorch_time})

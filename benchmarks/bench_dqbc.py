@@ -35,11 +35,10 @@ import torch
 # Run from a source checkout without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._timing import best_time
 from skal.datasets import load_dataset
 from skal.nets import cnn_classifier, predict_logits
 from skal.strategies.committee import DQBC, QueryByCommittee
-
-from benchmarks._timing import best_time
 
 
 def _time_arch(net, strategy, pool, X_lab, y_lab, args):
@@ -102,10 +101,10 @@ def bench_time(args, device):
 
 def _print_table(header, lines):
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for line in lines:
-        print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
 
 
 def full_data_accuracy(make_net, X, y, X_test, y_test, seeds):

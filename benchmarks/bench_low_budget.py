@@ -44,8 +44,15 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.preprocessing import normalize  # noqa: E402
 
-from skal import CoreSet, KMedoidsCoreSet, RandomSampling, WassersteinCoreSet, simulate  # noqa: E402
-from skal import ProbCover, TypiClust
+from skal import (  # noqa: E402
+    CoreSet,
+    KMedoidsCoreSet,
+    ProbCover,
+    RandomSampling,
+    TypiClust,
+    WassersteinCoreSet,
+    simulate,
+)
 from skal.datasets import load_fashion_mnist  # noqa: E402
 from skal.simulation import SimulationResults  # noqa: E402
 

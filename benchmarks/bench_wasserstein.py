@@ -75,7 +75,7 @@ def bench_dwe(args):
     M = grid_cost(shape)
     i, j = rng.randint(0, len(H), args.exact_pairs), rng.randint(0, len(H), args.exact_pairs)
     start = time.perf_counter()
-    for a, b in zip(H[i], H[j]):
+    for a, b in zip(H[i], H[j], strict=True):
         ot.emd2(a, b, M)
     exact_rate = args.exact_pairs / (time.perf_counter() - start)
 
@@ -162,7 +162,7 @@ def bench_prototypes(args):
         # one (here), "auto" keeps 20 per step.
         cap = _check_max_solves("auto", args.k, n_fixed_points=args.k)
         methods = [("greedy", lambda: greedy("exact", max_solves="auto")),
-                   (f"greedy-cap{cap}", lambda: greedy("exact", max_solves=cap))]
+                   (f"greedy-cap{cap}", lambda cap=cap: greedy("exact", max_solves=cap))]
         if args.exact:
             methods.append(("greedy-exact", lambda: greedy("exact")))
         methods.append(("greedy-subsample",
@@ -260,7 +260,8 @@ def main(argv=None):
         for r in rows:
             w = "n/a" if r["w2"] is None else f"{r['w2']:.3f}"
             extra = f" +/- {r['w2_std']:.3f}" if "w2_std" in r else ""
-            print(f"{r['pool']:8d}{r['k']:5d}  {r['method']:16s}{w:>10s}{r['seconds']:10.2f}{extra}")
+            print(f"{r['pool']:8d}{r['k']:5d}  {r['method']:16s}{w:>10s}"
+                  f"{r['seconds']:10.2f}{extra}")
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:

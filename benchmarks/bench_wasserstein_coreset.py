@@ -15,8 +15,10 @@ uniform on the pool and uniform on the selection, cosine cost) is reported for
   0.5 at larger B, below 1 even after 3 minutes).
 
     python benchmarks/bench_wasserstein_coreset.py --quick     # < 1 min
-    python benchmarks/bench_wasserstein_coreset.py              # hours: 3 pools x 6 budgets x (1+3+10 min)
-    python benchmarks/bench_wasserstein_coreset.py --pools 2000 10000 --budgets 10 40 180 --time-limits 60 180
+    # hours: 3 pools x 6 budgets x (1+3+10 min)
+    python benchmarks/bench_wasserstein_coreset.py
+    python benchmarks/bench_wasserstein_coreset.py --pools 2000 10000 --budgets 10 40 180 \
+        --time-limits 60 180
 
 Writes ``benchmarks/results/wasserstein_coreset.json`` (``..._quick.json``).
 

@@ -181,7 +181,8 @@ def main(argv=None):
 
     details["deepfool"], ratios["deepfool_batched_speedup"] = check_deepfool(
         net, X_pool[: size["deepfool_images"]], device)
-    print(f"  DeepFool batched vs per-sample: {ratios['deepfool_batched_speedup']:.1f}x", flush=True)
+    print(f"  DeepFool batched vs per-sample: {ratios['deepfool_batched_speedup']:.1f}x",
+          flush=True)
     X_inf = X_pool[: size["inference_images"]]
     details["bald_entropy"], ratios["bald_T10_vs_10_passes"], ratios["entropy_vs_one_pass"] = (
         check_bald_entropy(net, X_inf, device, repeats))

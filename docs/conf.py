@@ -21,6 +21,7 @@ project = "skal"
 author = "the skal developers"
 copyright = "skal developers, BSD-3-Clause"
 from skal import __version__ as release  # noqa: E402
+
 version = release
 
 extensions = [

@@ -19,6 +19,7 @@ clf = skal.ActiveLearningClassifier(net, skal.RandomSampling(), n_initial=20, ba
 grid = {"query_strategy": [skal.RandomSampling(), skal.UncertaintySampling("margin"),
                            skal.BALD(n_passes=5)]}
 search = GridSearchCV(clf, grid, cv=2).fit(X, y)
-for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+results = search.cv_results_
+for params, score in zip(results["params"], results["mean_test_score"], strict=True):
     print(f"{score:.3f}  {params['query_strategy']}")
 print("best:", search.best_params_["query_strategy"])

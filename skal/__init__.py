@@ -8,25 +8,27 @@ from .simulation import SimulationResult, SimulationResults, simulate
 from .strategies import (
     BADGE,
     BALD,
-    BatchBALD,
-    BALNet,
     CEAL,
     DFAL,
     DQBC,
     EGL,
+    WAAL,
+    BALNet,
+    BatchBALD,
+    ClusterMargin,
+    CoreSet,
     KMedoidsCoreSet,
     PowerBALD,
+    ProbCover,
     QueryByCommittee,
-    WAAL,
-    CoreSet,
     RandomSampling,
     StochasticBatch,
+    TypiClust,
     UncertaintySampling,
     WassersteinCoreSet,
     WassersteinDiversity,
     WassersteinPrototypes,
 )
-from .strategies import ClusterMargin, ProbCover, TypiClust
 
 __version__ = "0.1.0"
 

@@ -253,7 +253,8 @@ def deepfool(
                 idx = torch.cat([idx, torch.arange(next_i, stop, device=device)])
                 x0 = torch.cat([x0, new])
                 r_tot = torch.cat([r_tot, torch.zeros_like(new)])
-                n_it = torch.cat([n_it, torch.zeros(stop - next_i, dtype=torch.long, device=device)])
+                n_it = torch.cat(
+                    [n_it, torch.zeros(stop - next_i, dtype=torch.long, device=device)])
                 n_new = stop - next_i
                 next_i = stop
             else:

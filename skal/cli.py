@@ -44,7 +44,9 @@ def _int_list(text):
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
@@ -117,15 +119,29 @@ def build_parser():
     parser.add_argument(
         "--seeds", type=_int_list, default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)"
     )
-    parser.add_argument("--n-initial", type=_positive, default=None, help="size of the random seed set")
-    parser.add_argument("--batch-size", type=_positive, default=None, help="samples queried per round")
-    parser.add_argument("--n-queries", type=_non_negative, default=None, help="number of query rounds")
     parser.add_argument(
-        "--epochs", type=_positive, default=None, help="override the recipe's training epochs per fit"
+        "--n-initial", type=_positive, default=None, help="size of the random seed set"
     )
-    parser.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
-    parser.add_argument("--n-train", type=_positive, default=None, help="pool size (random stratified subset)")
-    parser.add_argument("--n-test", type=_positive, default=None, help="test set size (random stratified subset)")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=None, help="samples queried per round"
+    )
+    parser.add_argument(
+        "--n-queries", type=_non_negative, default=None, help="number of query rounds"
+    )
+    parser.add_argument(
+        "--epochs", type=_positive, default=None,
+        help="override the recipe's training epochs per fit",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="override the recipe's learning rate"
+    )
+    parser.add_argument(
+        "--n-train", type=_positive, default=None, help="pool size (random stratified subset)"
+    )
+    parser.add_argument(
+        "--n-test", type=_positive, default=None,
+        help="test set size (random stratified subset)",
+    )
     parser.add_argument(
         "--target",
         type=_fraction,
@@ -151,7 +167,8 @@ def build_parser():
         help="record a two-sample test and W2 between labeled set and pool each round",
     )
     parser.add_argument(
-        "--out", default="skal-results", help="output folder for the PNG and JSON (default: skal-results)"
+        "--out", default="skal-results",
+        help="output folder for the PNG and JSON (default: skal-results)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -220,7 +237,8 @@ def main(argv=None):
 
     Examples
     --------
-    >>> main(["--n-queries", "1", "--epochs", "1", "--seeds", "0", "--out", "/tmp/x"])  # doctest: +SKIP
+    >>> main(["--n-queries", "1", "--epochs", "1", "--seeds", "0",
+    ...       "--out", "/tmp/x"])  # doctest: +SKIP
     0
     """
     argv = sys.argv[1:] if argv is None else list(argv)

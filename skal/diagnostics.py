@@ -144,7 +144,8 @@ def two_sample_test(A, B, *, classifier="knn", test_size=0.5, max_samples=1000,
             clf = make_pipeline(StandardScaler(), MLPClassifier(
                 hidden_layer_sizes=(20,), max_iter=100, random_state=rng.randint(2**31 - 1)))
         else:
-            raise ValueError(f"classifier must be 'knn', 'mlp' or an estimator, got {classifier!r}.")
+            raise ValueError(
+                f"classifier must be 'knn', 'mlp' or an estimator, got {classifier!r}.")
     elif hasattr(classifier, "fit") and hasattr(classifier, "predict"):
         clf = clone(classifier)
     else:

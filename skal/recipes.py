@@ -331,8 +331,9 @@ def describe_recipe(recipe):
 
     Examples
     --------
-    >>> print(describe_recipe("digits"))  # doctest: +ELLIPSIS
-    skal.nets.DigitsCNN (...); Adam (lr 0.003), batch 16, 60 epochs on every label (none held out); no augmentation.
+    >>> print(describe_recipe("digits"))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    skal.nets.DigitsCNN (...); Adam (lr 0.003), batch 16, 60 epochs on every label
+    (none held out); no augmentation.
     """
     r = _recipe(recipe) if isinstance(recipe, str) else recipe
     aug = r["augmentation"] or "no augmentation"

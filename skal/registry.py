@@ -34,7 +34,8 @@ class StrategyEntry(NamedTuple):
 
 
 _U, _B, _C = "skal.strategies.uncertainty", "skal.strategies.bayesian", "skal.strategies.committee"
-_D, _W, _WC = "skal.strategies.dfal", "skal.strategies.wasserstein", "skal.strategies.wasserstein_coreset"
+_D, _W = "skal.strategies.dfal", "skal.strategies.wasserstein"
+_WC = "skal.strategies.wasserstein_coreset"
 
 STRATEGIES = {
     "random": StrategyEntry("skal.strategies.random", "RandomSampling", {}, None, "baseline",
@@ -149,9 +150,11 @@ def make_strategy(name, random_state=None):
     try:
         cls = getattr(importlib.import_module(module), class_name)
     except ImportError as exc:
-        raise ValueError(f"strategy {name!r} is unavailable: cannot import {module} ({exc}).")
-    except AttributeError:
-        raise ValueError(f"strategy {name!r} is unavailable: {module} has no {class_name}.")
+        raise ValueError(
+            f"strategy {name!r} is unavailable: cannot import {module} ({exc}).") from exc
+    except AttributeError as exc:
+        raise ValueError(
+            f"strategy {name!r} is unavailable: {module} has no {class_name}.") from exc
     args = (make_strategy(base, random_state),) if base is not None else ()
     strategy = cls(*args, **kwargs)
     if random_state is not None and "random_state" in strategy.get_params(deep=False):

@@ -157,8 +157,10 @@ class BudgetStop(StoppingCriterion):
     --------
     >>> from types import SimpleNamespace
     >>> stop = BudgetStop(3)
-    >>> stop.update(SimpleNamespace(y_training=[0, 1])), stop.update(SimpleNamespace(y_training=[0, 1, 1]))
-    (False, True)
+    >>> stop.update(SimpleNamespace(y_training=[0, 1]))
+    False
+    >>> stop.update(SimpleNamespace(y_training=[0, 1, 1]))
+    True
     """
 
     def __init__(self, max_labels):

@@ -7,7 +7,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
-
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 # The suite's nets and models are tiny: extra threads only add overhead, and

@@ -70,7 +70,10 @@ def test_gradient_embedding_applies_the_pipeline():
 def _reference_seeding(X, k, first, rng):
     """D² sampling written out: full distance matrix, normalised probabilities."""
     D2 = cdist(X, X, "sqeuclidean")
-    chosen = [int(np.argmax((X ** 2).sum(axis=1)))] if first == "norm" else [int(rng.randint(len(X)))]
+    if first == "norm":
+        chosen = [int(np.argmax((X ** 2).sum(axis=1)))]
+    else:
+        chosen = [int(rng.randint(len(X)))]
     while len(chosen) < k:
         d = D2[:, chosen].min(axis=1)
         p = d / d.sum()

@@ -119,7 +119,7 @@ def _check_stats_against_autograd(module, X, y):
         module, blocks, owners, [(slice(0, len(X)), X)], _log_softmax, y)
     for i in range(len(X)):
         grads = _per_sample_grads(module, X, y, i)
-        for block, s in zip(blocks, stats):
+        for block, s in zip(blocks, stats, strict=True):
             mod, _, pname = block.name.rpartition(".")
             prefix = mod + "." if mod else ""
             if block.kind == "kfac":

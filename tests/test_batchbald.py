@@ -226,7 +226,8 @@ def test_powerbald_on_a_net(trained_net, digits_split):
     X = digits_split[0][300:500]
     a = PowerBALD(n_passes=5, random_state=0).query(trained_net, X, 10)
     assert len(np.unique(a)) == 10
-    np.testing.assert_array_equal(a, PowerBALD(n_passes=5, random_state=0).query(trained_net, X, 10))
+    again = PowerBALD(n_passes=5, random_state=0).query(trained_net, X, 10)
+    np.testing.assert_array_equal(a, again)
     assert not np.array_equal(a, PowerBALD(n_passes=5, random_state=1).query(trained_net, X, 10))
     # A large beta is top-k BALD with the same dropout masks.
     bald = BALD(n_passes=5, random_state=0).utilities(trained_net, X)
@@ -237,7 +238,8 @@ def test_powerbald_on_a_net(trained_net, digits_split):
                                   StochasticBatch(random_state=4).query(trained_net, X, 10))
     sub = PowerBALD(n_passes=5, n_candidates=40, random_state=0)
     idx = sub.query(trained_net, X, 5)
-    assert np.isfinite(sub.last_utilities_).sum() == 40 and np.isfinite(sub.last_utilities_[idx]).all()
+    assert np.isfinite(sub.last_utilities_).sum() == 40
+    assert np.isfinite(sub.last_utilities_[idx]).all()
 
 
 def test_stochastic_batch_wraps_any_score_strategy(digits_split):

@@ -21,7 +21,7 @@ from skal.strategies.typiclust import typicality
 
 def _blobs(sizes, centers, scale=0.3, seed=0):
     rng = np.random.RandomState(seed)
-    X = np.vstack([rng.normal(c, scale, size=(n, 2)) for n, c in zip(sizes, centers)])
+    X = np.vstack([rng.normal(c, scale, size=(n, 2)) for n, c in zip(sizes, centers, strict=True)])
     return X, np.repeat(np.arange(len(sizes)), sizes)
 
 
@@ -68,7 +68,7 @@ def _typiclust_ref(labels, n_pool, n, Z, k, min_size):
                 best_key, best_c = key, c
         rows = np.flatnonzero(labels == best_c)
         typ = _typicality_ref(Z[rows], k) if len(rows) > 1 else np.ones(1)
-        cand = [(-t, r) for t, r in zip(typ, rows) if r < n_pool and r not in chosen]
+        cand = [(-t, r) for t, r in zip(typ, rows, strict=True) if r < n_pool and r not in chosen]
         chosen.append(int(min(cand)[1]))
     return np.array(chosen)
 
@@ -89,7 +89,7 @@ def test_typiclust_matches_reference_and_picks_largest_uncovered_blobs():
     Z = np.vstack([X[pool], X[lab]])
     np.testing.assert_array_equal(idx, _typiclust_ref(labels, len(pool), 3, Z, 5, 5))
     # |L| + B = 4 clusters, the 4 far-apart blobs: the unlabeled ones, largest first
-    assert len(set(zip(labels, np.r_[blob[pool], blob[lab]]))) == 4
+    assert len(set(zip(labels, np.r_[blob[pool], blob[lab]], strict=True))) == 4
     np.testing.assert_array_equal(blob[pool][idx], [1, 2, 3])
     # with 6 clusters the reference still agrees (blobs are split, ties are broken alike)
     strat = TypiClust(embedding="input", n_neighbors=5, random_state=1)
@@ -210,7 +210,7 @@ def test_hac_clusters_match_sklearn_average_linkage():
     X, _ = _blobs([15, 10, 8], [(0, 0), (3, 0), (0, 3)], scale=0.8, seed=4)
     ours = hac_clusters(X, n_clusters=5)
     ref = AgglomerativeClustering(n_clusters=5, linkage="average").fit(X).labels_
-    pairs = set(zip(ours, ref))  # the same partition up to renaming
+    pairs = set(zip(ours, ref, strict=True))  # the same partition up to renaming
     assert len(pairs) == len(set(ours)) == len(set(ref)) == 5
 
 

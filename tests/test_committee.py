@@ -135,8 +135,8 @@ def test_members_differ_and_finetuning_lowers_labeled_loss(trained_net, digits_s
     c_tuned, c_raw = tuned.committee_, raw.committee_
     assert c_raw.heads is None and c_tuned.heads is not None
     # Same seed: same masks whatever the fine-tuning settings.
-    for a, b in zip(c_tuned.masks, c_raw.masks):
-        for ma, mb in zip(a, b):
+    for a, b in zip(c_tuned.masks, c_raw.masks, strict=True):
+        for ma, mb in zip(a, b, strict=True):
             np.testing.assert_array_equal(ma, mb)
     # Members are different partial networks.
     flat = [np.concatenate(m) for m in c_tuned.masks]

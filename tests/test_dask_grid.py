@@ -229,7 +229,7 @@ def test_simulate_on_cluster_equals_local(cluster, digits_features, how):
     assert [(r.strategy, r.random_state) for r in remote] == [
         (r.strategy, r.random_state) for r in local
     ]
-    for a, b in zip(local, remote):
+    for a, b in zip(local, remote, strict=True):
         np.testing.assert_array_equal(a.initial_indices, b.initial_indices)
         np.testing.assert_array_equal(np.concatenate(a.queried_indices),
                                       np.concatenate(b.queried_indices))
@@ -300,7 +300,8 @@ def test_import_skal_does_not_import_dask():
     import subprocess
 
     code = ("import sys, skal, skal.datasets, skal.simulation; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'zarr'}))")
+            "print(sorted({m.split('.')[0] for m in sys.modules}"
+            " & {'dask', 'distributed', 'zarr'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -199,7 +199,8 @@ def test_dfal_whole_pool_and_random_variants_keep_the_old_selection(trained_net,
 @pytest.mark.parametrize(
     "params, match",
     [({"preselect": "entropy"}, "preselect"), ({"candidate_factor": 0}, "candidate_factor"),
-     ({"candidate_factor": 2.5}, "candidate_factor"), ({"candidate_factor": None}, "candidate_factor"),
+     ({"candidate_factor": 2.5}, "candidate_factor"),
+     ({"candidate_factor": None}, "candidate_factor"),
      ({"n_candidates": 0}, "n_candidates"), ({"n_candidates": "all"}, "n_candidates"),
      ({"preselect": None, "n_candidates": 30}, "needs a pre-selection")],
 )

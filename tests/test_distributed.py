@@ -72,7 +72,7 @@ def test_merge_top_k_equals_top_k_on_the_concatenation():
     scores = rng.randint(0, 5, size=97).astype(float)  # many ties
     bounds = [0, 10, 11, 50, 97]
     idx, s = [], []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         local = skal.base.top_k(scores[a:b], 7)
         idx.append(a + local)
         s.append(scores[a:b][local])
@@ -82,7 +82,8 @@ def test_merge_top_k_equals_top_k_on_the_concatenation():
 
 
 def test_import_skal_does_not_import_dask():
-    code = "import sys, skal; sys.exit(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    code = ("import sys, skal; "
+            "sys.exit(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 

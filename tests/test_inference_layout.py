@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from skal.nets import NeuralNetClassifier, embed, predict_logits
-from skal.nets import _glue
+from skal.nets import NeuralNetClassifier, _glue, embed, predict_logits
 
 
 class _ViewNet(nn.Module):

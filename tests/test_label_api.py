@@ -79,7 +79,8 @@ def test_bad_requests(env):
     client, _store, _worker, _truth = env
     assert client.post("/api/labels", json={"id": "nope.png", "label": "cat"}).status_code == 404
     assert client.post("/api/labels", json={"label": "cat"}).status_code == 422
-    r = client.post("/api/labels", content=b"{not json", headers={"content-type": "application/json"})
+    r = client.post("/api/labels", content=b"{not json",
+                    headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
     assert client.post("/api/labels", json=[1, 2]).status_code == 400
     assert client.get("/api/export?format=xml").status_code == 422
@@ -191,7 +192,8 @@ def test_skal_label_dispatch(monkeypatch):
 def test_import_skal_does_not_import_starlette():
     import subprocess
 
-    code = "import sys, skal; print([m for m in ('starlette', 'uvicorn', 'skal.label') if m in sys.modules])"
+    code = ("import sys, skal; "
+            "print([m for m in ('starlette', 'uvicorn', 'skal.label') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

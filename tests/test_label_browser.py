@@ -21,7 +21,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from test_label_store import CLASSES, make_pool
+# Imported after the skips above: only then is the browser set-up known to be there.
+from test_label_store import CLASSES, make_pool  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

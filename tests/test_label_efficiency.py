@@ -188,7 +188,7 @@ def test_augmentation_and_holdout_split():
         moved, _ = le.AugmentCollate(flip=True, shift=1)(items)
     assert moved.shape == same.shape
     # A shift only moves pixels or brings in zeros; a flip only reorders them.
-    for a, b in zip(moved.reshape(2, -1), same.reshape(2, -1)):
+    for a, b in zip(moved.reshape(2, -1), same.reshape(2, -1), strict=True):
         kept = a[a != 0]
         assert np.isin(kept.numpy(), b.numpy()).all()
 

@@ -191,8 +191,9 @@ def test_labelstudio_import_matches_uploads_and_skips_cancelled(tmp_path):
     pool = open_pool(tmp_path / "pool")
     tasks = [
         {"data": {"image": "/data/upload/3/0a1b2c3d-img002.png"},
-         "annotations": [{"result": [{"value": {"choices": ["dog"]}}], "created_at": "2024-01-01"},
-                         {"result": [{"value": {"choices": ["cat"]}}], "created_at": "2024-01-02"}]},
+         "annotations": [
+             {"result": [{"value": {"choices": ["dog"]}}], "created_at": "2024-01-01"},
+             {"result": [{"value": {"choices": ["cat"]}}], "created_at": "2024-01-02"}]},
         {"data": {"image": "/data/local-files/?d=photos/cat/img000.png"},
          "annotations": [{"result": [{"value": {"choices": ["cat"]}}]}]},
         {"data": {"image": "img003.png"},

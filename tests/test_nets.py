@@ -9,6 +9,7 @@ from torch import nn
 
 from skal.nets import (
     NeuralNetClassifier,
+    _dropout,
     cnn_classifier,
     dropout_layers,
     embed,
@@ -18,7 +19,6 @@ from skal.nets import (
     predict_proba,
     split_at_first_dropout,
 )
-from skal.nets import _dropout
 
 
 def _double(X):
@@ -86,7 +86,7 @@ def test_mc_dropout_prefix_split_is_exact_without_dropout(trained_net, digits_sp
             layer.p = 0.0
         mc = mc_dropout_proba(trained_net, X, 3, random_state=1, batch_size=8)
     finally:
-        for layer, p in zip(layers, rates):
+        for layer, p in zip(layers, rates, strict=True):
             layer.p = p
     for sample in mc:
         np.testing.assert_allclose(sample, predict_proba(trained_net, X), atol=1e-5)

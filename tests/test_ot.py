@@ -24,7 +24,7 @@ from skal.ot import (
 
 def _three_gaussians(rng, sizes=(60, 40, 20)):
     centers = ([0.0, 0.0], [4.0, 0.0], [2.0, 3.0])
-    return np.vstack([rng.normal(c, 0.5, (n, 2)) for c, n in zip(centers, sizes)])
+    return np.vstack([rng.normal(c, 0.5, (n, 2)) for c, n in zip(centers, sizes, strict=True)])
 
 
 def _exact_w2(S, T, T_weights=None):
@@ -281,7 +281,10 @@ def test_batched_ipot_matches_single_problem_ipot():
     rows, last = rng.rand(4, 15), rng.rand(6, 15)
     a, b = np.full(5, 0.2), rng.rand(15)
     b /= b.sum()
-    t = lambda x: torch.as_tensor(x, dtype=torch.float64)
+
+    def t(x):
+        return torch.as_tensor(x, dtype=torch.float64)
+
     batched = _prototypes._ipot_scaling(t(rows), t(last), t(a), t(b), 0.1, 10).numpy()
     for c in range(6):
         M = np.vstack([rows, last[c]])
@@ -357,8 +360,8 @@ def test_dwe_correlates_with_exact_w2_on_held_out_digits():
     assert np.mean((approx - exact) ** 2) < 0.5 * exact.var()  # beats the mean predictor
     Z = dwe.transform(test[:5])
     assert Z.shape == (5, 20)
-    np.testing.assert_allclose(((Z[0] - Z[1]) ** 2).sum(), dwe.predict_distance(test[:1], test[1:2])[0],
-                               rtol=1e-5)
+    np.testing.assert_allclose(((Z[0] - Z[1]) ** 2).sum(),
+                               dwe.predict_distance(test[:1], test[1:2])[0], rtol=1e-5)
     rec = dwe.inverse_transform(Z)
     assert rec.shape == (5, 8, 8)
     np.testing.assert_allclose(rec.sum(axis=(1, 2)), 1.0, rtol=1e-5)

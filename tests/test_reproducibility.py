@@ -105,7 +105,7 @@ def test_active_learning_classifier_and_simulate_are_reproducible(digits_split):
         runs.append(simulate(_plain_net(), BALD(n_passes=3), X, y, X_test[:100], y_test[:100],
                              n_initial=20, batch_size=10, n_queries=2, random_state=4,
                              progress=False))
-    for qa, qb in zip(runs[0].queried_indices, runs[1].queried_indices):
+    for qa, qb in zip(runs[0].queried_indices, runs[1].queried_indices, strict=True):
         np.testing.assert_array_equal(qa, qb)
     np.testing.assert_allclose(runs[0].accuracy, runs[1].accuracy)
 

@@ -120,7 +120,7 @@ def test_seeds_reproduce_exactly(digits_flat):
     b = simulate(_lr(), _Random(), X, y, X_test, y_test, random_state=3, **kw)
     c = simulate(_lr(), _Random(), X, y, X_test, y_test, random_state=4, **kw)
     np.testing.assert_array_equal(a.initial_indices, b.initial_indices)
-    for qa, qb in zip(a.queried_indices, b.queried_indices):
+    for qa, qb in zip(a.queried_indices, b.queried_indices, strict=True):
         np.testing.assert_array_equal(qa, qb)
     np.testing.assert_array_equal(a.accuracy, b.accuracy)
     assert not np.array_equal(a.initial_indices, c.initial_indices)
@@ -249,7 +249,7 @@ def test_cnn_runs_reproduce_and_record_diagnostics(monkeypatch):
     # Same seed -> same weights, same queries, same accuracy, even with a CNN
     # and with the diagnostics drawing numbers of their own.
     np.testing.assert_array_equal(a.accuracy, b.accuracy)
-    for qa, qb in zip(a.queried_indices, b.queried_indices):
+    for qa, qb in zip(a.queried_indices, b.queried_indices, strict=True):
         np.testing.assert_array_equal(qa, qb)
     assert b.diagnostics is None
     assert len(a.diagnostics) == 3

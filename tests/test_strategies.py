@@ -145,7 +145,8 @@ def test_uncertainty_beats_random_on_digits(digits_split):
     X, y, X_test, y_test = digits_split
     X, X_test = X.reshape(len(X), -1), X_test.reshape(len(X_test), -1)
     scores = {}
-    for name, strategy in {"random": RandomSampling(), "margin": UncertaintySampling("margin")}.items():
+    strategies = {"random": RandomSampling(), "margin": UncertaintySampling("margin")}
+    for name, strategy in strategies.items():
         accs = []
         for seed in range(3):
             clf = ActiveLearningClassifier(LogisticRegression(max_iter=300), strategy, n_initial=20,

@@ -174,7 +174,7 @@ def test_mu_zero_equals_supervised_training(digits):
     plain = NeuralNetClassifier(DigitsCNN, **common).fit(X_lab, y_lab)
     waal = WAALClassifier(DigitsCNN, mu=0.0, **common).fit(*_semi(X_lab, y_lab, X_unl))
     for (name, a), (_, b) in zip(plain.module_.state_dict().items(),
-                                 waal.module_.state_dict().items()):
+                                 waal.module_.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
     np.testing.assert_allclose(plain.history[:, "train_loss"], waal.history[:, "train_loss"])
 
@@ -225,7 +225,8 @@ def test_critic_trains_only_when_mu_positive(digits):
         net = _net(mu=mu).initialize()
         start = [p.detach().clone() for p in net.critic_.parameters()]
         net.partial_fit(*data)
-        moved = any(not torch.equal(a, b) for a, b in zip(start, net.critic_.parameters()))
+        moved = any(not torch.equal(a, b)
+                    for a, b in zip(start, net.critic_.parameters(), strict=True))
         nets[mu] = moved
         assert ("critic_gap" in net.history[-1]) == (mu > 0)
     assert nets == {0.0: False, 0.5: True}
@@ -240,7 +241,7 @@ def test_seeded_training_is_reproducible_and_leaves_global_rng(digits):
     b = _net(mu=0.5, random_state=7).fit(X[:64], y[:64], X_unlabeled=X[64:128])
     assert torch.equal(torch.get_rng_state(), state)
     for p, q in zip(list(a.module_.parameters()) + list(a.critic_.parameters()),
-                    list(b.module_.parameters()) + list(b.critic_.parameters())):
+                    list(b.module_.parameters()) + list(b.critic_.parameters()), strict=True):
         assert torch.equal(p, q)
 
 

@@ -42,7 +42,7 @@ def _picks(runner, X_pool, offsets, n_instances, centers, first):
     trailing = X_pool.shape[1:]
     states = runner.submit_chunks(
         _chunk_features, X_pool,
-        [(int(a), int(b - a), trailing) for a, b in zip(starts, stops)],
+        [(int(a), int(b - a), trailing) for a, b in zip(starts, stops, strict=True)],
     )
     chosen = []
     if first is not None:
@@ -51,7 +51,7 @@ def _picks(runner, X_pool, offsets, n_instances, centers, first):
         centers, chosen = z[None], [first]
     states = [
         runner.submit(_start, s, centers, _local(first, a, b))
-        for s, a, b in zip(states, starts, stops)
+        for s, a, b in zip(states, starts, stops, strict=True)
     ]
     while len(chosen) < n_instances:
         best = runner.gather([runner.submit(_farthest, s) for s in states])
@@ -66,7 +66,7 @@ def _picks(runner, X_pool, offsets, n_instances, centers, first):
         z, z_sq = best[j][2], best[j][3]
         states = [
             runner.submit(_update, s, z, z_sq, _local(new, a, b))
-            for s, a, b in zip(states, starts, stops)
+            for s, a, b in zip(states, starts, stops, strict=True)
         ]
     return np.asarray(chosen, dtype=np.int64)
 

@@ -219,10 +219,11 @@ class ChunkRunner:
         """
         blocks = X.to_delayed().ravel()
         if self.client is None:
-            return [_Local(func, self.payload, self.token, b, a) for b, a in zip(blocks, args)]
+            return [_Local(func, self.payload, self.token, b, a)
+                    for b, a in zip(blocks, args, strict=True)]
         tasks = [
             dask.delayed(_call, pure=False)(func, self._remote, self.token, b, *a)
-            for b, a in zip(blocks, args)
+            for b, a in zip(blocks, args, strict=True)
         ]
         return self.client.compute(tasks)
 

@@ -223,7 +223,8 @@ def _align_random_blocks(strategy, X):
     seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(-(-n // block))]
     offsets = np.cumsum((0,) + X.chunks[0])
     return X, [
-        seeds[start // block: -(-stop // block)] for start, stop in zip(offsets[:-1], offsets[1:])
+        seeds[start // block: -(-stop // block)]
+        for start, stop in zip(offsets[:-1], offsets[1:], strict=True)
     ]
 
 

@@ -21,7 +21,6 @@ def _classes(text):
 def build_parser():
     """The ``skal label`` argument parser."""
     from ..cli import _positive
-
     from .worker import MODELS
 
     p = argparse.ArgumentParser(

@@ -139,7 +139,8 @@ class ArrayPool:
             )
         if a.ndim == 4 and a.shape[-1] not in (1, 3, 4):
             if a.shape[1] not in (1, 3, 4):
-                raise ValueError(f"{str(path)!r} has shape {a.shape}: no channel axis of 1, 3 or 4.")
+                raise ValueError(
+                    f"{str(path)!r} has shape {a.shape}: no channel axis of 1, 3 or 4.")
             self._channels_first = True
         else:
             self._channels_first = False

@@ -43,7 +43,8 @@ def curve_svg(rounds, width=320, height=180):
 
     Examples
     --------
-    >>> svg = curve_svg([{"n_labeled": 10, "cv_accuracy": 0.5}, {"n_labeled": 20, "cv_accuracy": 0.7}])
+    >>> svg = curve_svg([{"n_labeled": 10, "cv_accuracy": 0.5},
+    ...                  {"n_labeled": 20, "cv_accuracy": 0.7}])
     >>> svg.startswith("<svg") and "polyline" in svg
     True
     """

@@ -133,7 +133,8 @@ class Store:
                 (item_id, kind, label, who, source, time.time(), note),
             )
             con.execute("DELETE FROM batch WHERE item_id = ?", (item_id,))
-            row = con.execute("SELECT * FROM annotations WHERE seq = ?", (cur.lastrowid,)).fetchone()
+            row = con.execute("SELECT * FROM annotations WHERE seq = ?",
+                              (cur.lastrowid,)).fetchone()
             return {"stored": True, "annotation": dict(row)}
 
         return self._write(tx)
@@ -260,7 +261,8 @@ class Store:
             for rank, item_id in enumerate(i for i in item_ids if i not in done):
                 con.execute("INSERT INTO batch (item_id, rank, round) VALUES (?, ?, ?)",
                             (item_id, rank, generation))
-            for key, value in (("batch_generation", generation), ("batch_model_round", model_round)):
+            meta = (("batch_generation", generation), ("batch_model_round", model_round))
+            for key, value in meta:
                 con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                             (key, json.dumps(value)))
             return generation

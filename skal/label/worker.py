@@ -93,7 +93,10 @@ class Worker:
     Examples
     --------
     >>> worker = Worker(store, pool, ["cat", "dog"])  # doctest: +SKIP
-    >>> worker.step()  # one pass in this thread (tests); worker.start() runs it in the background  # doctest: +SKIP
+    >>> worker.step()  # doctest: +SKIP
+
+    ``step`` is one pass in the calling thread (the tests use it); ``start`` runs
+    it in the background.
     """
 
     def __init__(self, store, pool, classes, *, strategy="margin", model="logreg", batch_size=10,

@@ -74,7 +74,8 @@ def _histograms(X, image_shape=None, name="X"):
     else:
         raise ValueError(f"{name} must be images (n, H, W) / (n, 1, H, W) or (n, H*W).")
     if image_shape is not None and tuple(shape) != tuple(image_shape):
-        raise ValueError(f"{name} has images of shape {tuple(shape)}, expected {tuple(image_shape)}.")
+        raise ValueError(
+            f"{name} has images of shape {tuple(shape)}, expected {tuple(image_shape)}.")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty.")
     H = X.reshape(X.shape[0], -1).astype(np.float64)
@@ -89,7 +90,7 @@ def _histograms(X, image_shape=None, name="X"):
 
 
 def _w2_chunk(A, B, M):
-    return np.array([ot.emd2(a, b, M) for a, b in zip(A, B)])
+    return np.array([ot.emd2(a, b, M) for a, b in zip(A, B, strict=True)])
 
 
 def w2_squared_pairs(X1, X2, *, image_shape=None, n_jobs=None):

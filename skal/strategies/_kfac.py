@@ -75,7 +75,8 @@ class Block:
 
     def __repr__(self):
         if self.kind == "kfac":
-            return f"Block({self.name!r}, kfac, psi {self.d_in}x{self.d_in}, tau {self.d_out}x{self.d_out})"
+            return (f"Block({self.name!r}, kfac, psi {self.d_in}x{self.d_in}, "
+                    f"tau {self.d_out}x{self.d_out})")
         return f"Block({self.name!r}, diag, {self.size})"
 
 
@@ -213,7 +214,7 @@ class FisherRecorder:
         b, d_out = x.shape[0], output.shape[-1]
         acts = _with_ones(x.detach().reshape(b, -1, x.shape[-1]), sub.bias is not None)
         probe = self._probe(output)
-        for role, idx in self.owners[id(sub)]:
+        for _role, idx in self.owners[id(sub)]:
             self.entries.append((idx, acts, probe, lambda g, b=b, d=d_out: g.reshape(b, -1, d)))
         return output + probe
 
@@ -228,7 +229,8 @@ class FisherRecorder:
             x = F.pad(x, pad, mode=mode)
         if one_d:
             x = x.unsqueeze(2)
-            kernel, dilation, stride = (1,) + sub.kernel_size, (1,) + sub.dilation, (1,) + sub.stride
+            kernel = (1,) + sub.kernel_size
+            dilation, stride = (1,) + sub.dilation, (1,) + sub.stride
         else:
             kernel, dilation, stride = sub.kernel_size, sub.dilation, sub.stride
         # (b, C_in * kh * kw, P): the same column order as weight.view(C_out, -1).
@@ -403,7 +405,8 @@ def iter_block_stats(module, blocks, owners, batches, log_prob_fn, targets):
                     if isinstance(targets, str):  # "predicted"
                         y = log_probs.detach().argmax(1)
                     else:
-                        y = torch.as_tensor(targets[rows], device=log_probs.device, dtype=torch.long)
+                        y = torch.as_tensor(targets[rows], device=log_probs.device,
+                                            dtype=torch.long)
                     weights = log_probs.new_ones(1, b)
                     labels = [y]
                 probes = rec.probes()
@@ -420,7 +423,7 @@ def iter_block_stats(module, blocks, owners, batches, log_prob_fn, targets):
                     # summed loss w.r.t. a probe row is that sample's own gradient.
                     grads = torch.autograd.grad(
                         loss, probes, retain_graph=k < len(labels) - 1, allow_unused=True)
-                    per_label.append({id(p): g for p, g in zip(probes, grads)})
+                    per_label.append({id(p): g for p, g in zip(probes, grads, strict=True)})
             yield rows, weights, _collect(blocks, rec.entries, per_label)
 
 
@@ -465,9 +468,9 @@ def factor_sums(stats_iter, blocks):
     tau = [None] * len(blocks)
     diag = [None] * len(blocks)
     n = 0
-    for rows, w, stats in stats_iter:
+    for _rows, w, stats in stats_iter:
         n += w.shape[1]
-        for i, (block, s) in enumerate(zip(blocks, stats)):
+        for i, (block, s) in enumerate(zip(blocks, stats, strict=True)):
             if s is None:
                 continue
             if block.kind == "kfac":

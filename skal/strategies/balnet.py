@@ -205,8 +205,9 @@ class BALNet(QueryStrategy):
     ``y_labeled`` must hold class indices of the network's outputs (0 to
     ``n_classes - 1``); :class:`skal.ActiveLearner` passes them encoded.
     Without ``y_labeled`` the labeled set uses predicted labels; with no
-    labeled set at all, the candidates' own Fisher stands in for ``I_A``. The network runs in eval mode (dropout off,
-    BatchNorm with running statistics), so each sample's gradient is its own.
+    labeled set at all, the candidates' own Fisher stands in for ``I_A``. The
+    network runs in eval mode (dropout off, BatchNorm with running statistics),
+    so each sample's gradient is its own.
 
     Per query the cost is one forward and backward pass over the labeled set
     and one over the candidates (``n_classes`` backward passes with
@@ -297,7 +298,8 @@ class BALNet(QueryStrategy):
                 if y_labeled is None:
                     targets = "predicted"
                 else:
-                    targets = _label_codes(y_labeled, _n_outputs(module, X_lab, device, log_prob_fn))
+                    n_out = _n_outputs(module, X_lab, device, log_prob_fn)
+                    targets = _label_codes(y_labeled, n_out)
                 sums = factor_sums(stats(X_lab, targets), blocks)
             else:
                 # No labeled set: the candidates' own Fisher is the prior.

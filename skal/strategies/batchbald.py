@@ -77,7 +77,8 @@ def batchbald_select(mc_proba, n_instances, *, n_joint_samples=1000, random_stat
     """
     P = np.asarray(mc_proba, dtype=np.float64)
     if P.ndim != 3:
-        raise ValueError(f"mc_proba must have shape (n_passes, n_samples, n_classes), got {P.shape}.")
+        raise ValueError(
+            f"mc_proba must have shape (n_passes, n_samples, n_classes), got {P.shape}.")
     K, N, C = P.shape
     n_instances = check_int(n_instances, "n_instances")
     if n_instances > N:

@@ -1,4 +1,4 @@
-"""Cluster-Margin: round-robin over HAC clusters of the lowest-margin samples (Citovsky et al., NeurIPS 2021)."""
+"""Cluster-Margin: round-robin over HAC clusters of the lowest-margin samples (Citovsky et al.)."""
 
 import math
 

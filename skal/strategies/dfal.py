@@ -545,7 +545,8 @@ class EGL(ScoreBasedStrategy):
     >>> from skal.nets import cnn_classifier
     >>> rng = np.random.RandomState(0)
     >>> X = rng.rand(30, 1, 8, 8).astype("float32")
-    >>> net = cnn_classifier("digits", 3, max_epochs=1, random_state=0).fit(X[:20], np.arange(20) % 3)
+    >>> net = cnn_classifier("digits", 3, max_epochs=1, random_state=0)
+    >>> net = net.fit(X[:20], np.arange(20) % 3)
     >>> EGL().utilities(net, X[20:]).shape
     (10,)
     """

@@ -1,4 +1,4 @@
-"""ProbCover: greedy maximum coverage by delta-balls (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022)."""
+"""ProbCover: greedy maximum coverage by delta-balls (Yehuda et al., NeurIPS 2022)."""
 
 import math
 
@@ -18,7 +18,7 @@ _BLOCK_ROWS = 2048
 
 
 def ball_graph(Z, delta):
-    """Sparse graph of the open balls: row ``i`` holds the points ``j`` with ``||z_i - z_j|| < delta``.
+    """Sparse graph of the open balls: row ``i`` holds each ``j`` with ``||z_i - z_j|| < delta``.
 
     Every row holds its own point. Built by radius queries in blocks of rows, so
     memory is O(n_features x n + edges), never n x n dense.
@@ -42,7 +42,7 @@ def ball_graph(Z, delta):
     for start in range(0, n, _BLOCK_ROWS):
         dist, ind = nn.radius_neighbors(Z[start:start + _BLOCK_ROWS], radius=delta,
                                         sort_results=False)
-        for i, (d, j) in enumerate(zip(dist, ind)):
+        for i, (d, j) in enumerate(zip(dist, ind, strict=True)):
             # radius_neighbors keeps d <= delta; the paper's balls are open.
             j = j[d < delta]
             if not (j == start + i).any():  # a point always covers itself

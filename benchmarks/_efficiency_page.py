@@ -310,9 +310,10 @@ def render_page(sections, results_dir, quick=False):
         if full is not None:
             out += [f"Full data: the same recipe trained on the whole pool reaches "
                     f"{100 * full:.2f} % (`python -m benchmarks.label_efficiency check-recipe "
-                    f"--dataset {dataset} --labels 100000 --seeds 0`). The last label column counts "
-                    "the labels needed to reach 98 % of it (the thesis's Table 4.2 asks for "
-                    "the full-data accuracy itself, within 0.5 %).", ""]
+                    f"--dataset {dataset} --labels 100000 --seeds 0`). "
+                    "The last label column counts the labels needed to reach 98 % of it "
+                    "(the thesis's Table 4.2 asks for the full-data accuracy itself, "
+                    "within 0.5 %).", ""]
         out += [f"![{title} learning curves]({png})", ""]
         for extra in tables[1:]:
             out += [extra, ""]

@@ -26,7 +26,7 @@ def fit_loglog_slope(ns, values):
     >>> round(fit_loglog_slope([1e4, 4e4, 1.6e5], [1.0, 4.0, 16.0]), 3)
     1.0
     """
-    pts = [(float(n), float(v)) for n, v in zip(ns, values)
+    pts = [(float(n), float(v)) for n, v in zip(ns, values, strict=False)
            if v is not None and np.isfinite(v) and v > 0 and n > 0]
     if len({n for n, _ in pts}) < 2:
         return None
@@ -36,7 +36,10 @@ def fit_loglog_slope(ns, values):
 
 
 def slopes(payload):
-    """``{strategy: {"time": slope, "memory": slope, "tracemalloc": slope}}`` of the complete points."""
+    """The log-log slopes of the complete points.
+
+    ``{strategy: {"time": slope, "memory": slope, "tracemalloc": slope}}``.
+    """
     by = {}
     for point in payload.get("points", {}).values():
         if point.get("status") == "complete" and "n_pool" in point:
@@ -222,7 +225,7 @@ def plot(payload, specs, path):
                               if p.get("strategy") == spec and p.get("status") == "complete"
                               and p.get(key) is not None and p.get(key) > 0)
                 if done:
-                    ax.plot(*zip(*done), marker="o", label=spec)
+                    ax.plot(*zip(*done, strict=False), marker="o", label=spec)
                     drawn = True
             if drawn:
                 ax.set_xscale("log")

@@ -237,7 +237,7 @@ def last_dropout_only(module):
             layer.p = 0.0
         yield
     finally:
-        for layer, p in zip(layers, saved):
+        for layer, p in zip(layers, saved, strict=False):
             layer.p = p
 
 
@@ -450,7 +450,8 @@ def run(args):
                 data["contexts"][key] = entry
                 _write_json(path, data)
                 acc = rec.get("refit_accuracy")
-                print(f"  {name:24s} class H {rec['class_entropy']:.3f}  max {rec['max_class_share']:.2f}"
+                print(f"  {name:24s} class H {rec['class_entropy']:.3f}"
+                      f"  max {rec['max_class_share']:.2f}"
                       f"  cos {rec['pairwise_cosine']:.3f}  out {rec['outlier_share']:.2f}"
                       f"  acc {'-' if acc is None else f'{100 * acc:.2f}'}"
                       f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -573,7 +574,8 @@ def _class_accuracy_text(data, protocol):
     if not accs:
         return ""
     acc = np.mean(accs, axis=0)
-    return "; per class: " + ", ".join(f"{n} {100 * a:.0f}" for n, a in zip(CLASS_NAMES, acc))
+    pairs = zip(CLASS_NAMES, acc, strict=True)
+    return "; per class: " + ", ".join(f"{n} {100 * a:.0f}" for n, a in pairs)
 
 
 def bald_table(data, protocol):
@@ -654,7 +656,8 @@ def figures(args):
         for ax, (m, label) in zip(axes, (("class_entropy", "class-balance entropy of the picks"),
                                          ("outlier_share", "share of picks beyond the pool's "
                                                            "95th pct. distance to the labels"),
-                                         ("pairwise_cosine", "mean pairwise cosine of the picks"))):
+                                         ("pairwise_cosine", "mean pairwise cosine of the picks")),
+                                  strict=True):
             for n in names:
                 x = np.asarray(rows[n][m])
                 g = 100 * np.asarray(rows[n]["gain_vs_random"])

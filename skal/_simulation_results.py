@@ -389,7 +389,7 @@ class SimulationResults:
 
         def fmt(cells):
             first = cells[0].ljust(widths[0])
-            rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+            rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=False)]
             return "  ".join([first, *rest])
 
         seeds = len(self.seeds)
@@ -465,7 +465,9 @@ class SimulationResults:
             grid = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
             for extra in grid[len(panels):]:
                 extra.set_visible(False)
-            axes = {group: (a, members) for a, (group, members) in zip(grid, panels.items())}
+            # the grid may hold more axes than panels (the extras are hidden above)
+            axes = {group: (a, members)
+                    for a, (group, members) in zip(grid, panels.items(), strict=False)}
         FigureCanvasAgg(fig)
         for group, (a, members) in axes.items():
             if group is not None and "random" in names and "random" not in members:

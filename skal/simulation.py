@@ -330,9 +330,11 @@ def _run_one(
         if recorder is not None:
             recorder.update(learner, X_pool, len(accuracy) - 1, n_labeled[-1], accuracy[-1])
         if diagnostics:
-            diag.append(_diagnostics(learner, X, labeled, X_pool, diagnostics_max_samples, diag_rng))
+            diag.append(_diagnostics(learner, X, labeled, X_pool, diagnostics_max_samples,
+                                     diag_rng))
         if bar is not None:
-            bar.set_postfix_str(f"{name} seed={_jsonable(seed)} acc={accuracy[-1]:.3f}", refresh=False)
+            bar.set_postfix_str(f"{name} seed={_jsonable(seed)} acc={accuracy[-1]:.3f}",
+                                refresh=False)
             bar.update(1)
 
     return SimulationResult(
@@ -367,7 +369,8 @@ def _plan_seed(seed, n, n_initial):
             f"random_state must be an int, a RandomState, None or a list of those, got {seed!r}."
         )
     initial = np.sort(rng.choice(n, size=n_initial, replace=False)).astype(np.int64)
-    sub_seeds = {k: int(rng.randint(_MAX_SEED)) for k in ("estimator", "strategy", "learner", "diagnostics")}
+    sub_seeds = {k: int(rng.randint(_MAX_SEED))
+                 for k in ("estimator", "strategy", "learner", "diagnostics")}
     return label, initial, sub_seeds
 
 
@@ -385,7 +388,8 @@ def _seed_unset(obj, seed, as_generator=False):
         if (key == "random_state" or key.endswith("__random_state")) and value is None
     ]
     unset = {
-        key: np.random.RandomState((seed + i) % _MAX_SEED) if as_generator else (seed + i) % _MAX_SEED
+        key: (np.random.RandomState((seed + i) % _MAX_SEED) if as_generator
+              else (seed + i) % _MAX_SEED)
         for i, key in enumerate(sorted(keys))
     }
     if unset:

@@ -465,8 +465,8 @@ class WAALClassifier(NeuralNetClassifier):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         finally:
             # The step schedule is relative to this call: leave the optimizers as found.
-            for opt, lrs in zip(optimizers, self._base_lrs_):
-                for group, lr in zip(opt.param_groups, lrs):
+            for opt, lrs in zip(optimizers, self._base_lrs_, strict=False):
+                for group, lr in zip(opt.param_groups, lrs, strict=False):
                     group["lr"] = lr
 
     def _waal_optimizers(self):
@@ -479,8 +479,8 @@ class WAALClassifier(NeuralNetClassifier):
         total = getattr(self, "_fit_epochs_", self.max_epochs)
         if self.lr_schedule == "step":
             factor = 1.0 if epoch < 0.5 * total else (0.1 if epoch < 0.75 * total else 0.01)
-            for opt, lrs in zip(self._waal_optimizers(), self._base_lrs_):
-                for group, lr in zip(opt.param_groups, lrs):
+            for opt, lrs in zip(self._waal_optimizers(), self._base_lrs_, strict=False):
+                for group, lr in zip(opt.param_groups, lrs, strict=False):
                     group["lr"] = lr * factor
         self._fit_epoch_ = epoch + 1
 

@@ -159,7 +159,8 @@ class _PulpCbcMaster(_MasterBase):
 
     def _add_row(self, idx, val, lo, hi):
         pulp = self.pulp
-        expr = pulp.LpAffineExpression([(self.vars[i], float(v)) for i, v in zip(idx, val)])
+        terms = [(self.vars[i], float(v)) for i, v in zip(idx, val, strict=True)]
+        expr = pulp.LpAffineExpression(terms)
         self._n += 1
         if np.isfinite(lo) and np.isfinite(hi):
             raise ValueError("ranged rows are not used")

@@ -25,8 +25,9 @@ def query_k_center(strategy, estimator, X_pool, offsets, n_instances, *, X_label
     n_pool = int(offsets[-1])
     centers = None
     if X_labeled is not None:
-        centers = features(estimator, X_labeled, strategy.embedding,
-                           batch_size=strategy.batch_size)
+        # float64, as k_center_greedy computes its distances.
+        centers = np.asarray(features(estimator, X_labeled, strategy.embedding,
+                                      batch_size=strategy.batch_size), dtype=np.float64)
     first = None
     if centers is None or not len(centers):
         # As k_center_greedy: the first center is random when nothing is labeled.
@@ -82,7 +83,8 @@ def _chunk_features(payload, block, offset, n_rows, trailing):
         return {"Z": None}
     strategy, estimator = payload
     block = check_block(block, offset, n_rows, trailing)
-    Z = features(estimator, block, strategy.embedding, batch_size=strategy.batch_size)
+    Z = np.asarray(features(estimator, block, strategy.embedding, batch_size=strategy.batch_size),
+                   dtype=np.float64)
     return {"Z": Z, "sq": _sq_norms(Z)}
 
 

@@ -242,9 +242,57 @@ def test_cluster_worker_killed_mid_query(client, trained_net, pool, tmp_path, st
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 
-def test_margin_preselection_on_a_dask_pool_is_a_clear_error(trained_net, digits_split):
-    X = digits_split[0][:100]
-    X_pool = da.from_array(X, chunks=(50, 1, 8, 8))
-    for strategy in (skal.DFAL(max_iter=5), skal.EGL(preselect="margin")):
-        with pytest.raises(ValueError, match="preselect='random'"):
+def _preselecting_strategies():
+    return [
+        skal.DFAL(max_iter=5, random_state=0),  # margin pre-selection, 5 * n candidates
+        skal.DFAL(max_iter=5, preselect="random", random_state=1),  # candidate_factor * n
+        skal.EGL(preselect="margin", n_candidates=30),
+        skal.EGL(random_state=np.random.RandomState(2)),  # random, drawn from an instance
+    ]
+
+
+def _assert_same_preselected_query(strategy, net, pool, X_pool):
+    rs = strategy.random_state
+    if isinstance(rs, np.random.RandomState):
+        state = rs.get_state()
+    expected = strategy.query(net, pool, 4)
+    candidates = strategy.candidates_
+    adv = getattr(strategy, "adversarial_", None)
+    if isinstance(rs, np.random.RandomState):
+        rs.set_state(state)
+    got = strategy.query(net, X_pool, 4)
+    np.testing.assert_array_equal(got, expected)
+    assert candidates is not None and len(candidates) < len(pool)
+    np.testing.assert_array_equal(strategy.candidates_, candidates)
+    if adv is not None:
+        np.testing.assert_allclose(strategy.adversarial_, adv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(strategy.last_utilities_[got], np.sort(
+        strategy.last_utilities_[got])[::-1])
+
+
+@pytest.mark.parametrize("strategy", _preselecting_strategies(), ids=lambda s: (
+    f"{type(s).__name__}-{s.preselect}"))
+def test_no_client_dfal_egl_preselection_matches_numpy(strategy, trained_net, pool):
+    assert active_client() is None
+    X_pool = da.from_array(pool, chunks=(70, 1, 8, 8))
+    _assert_same_preselected_query(strategy, trained_net, pool, X_pool)
+
+
+def test_cluster_margin_preselection_matches_numpy(client, trained_net, pool):
+    # Margins and DeepFool / EGL scores are computed on the workers (the guard fails
+    # any chunk computed here); only the candidates' top-k and the n queried rows return.
+    X_pool = _no_client_side_chunks(pool, os.getpid())
+    for strategy in _preselecting_strategies()[::2]:
+        _assert_same_preselected_query(strategy, trained_net, pool, X_pool)
+
+
+def test_bad_preselection_on_a_dask_pool_fails_before_scoring(trained_net, pool):
+    def fail(block):
+        raise AssertionError("a chunk was scored")
+
+    X_pool = da.from_array(pool, chunks=(100, 1, 8, 8)).map_blocks(fail, dtype=pool.dtype)
+    for strategy, match in [(skal.DFAL(preselect="largest"), "preselect must be"),
+                            (skal.DFAL(norm=3), "norm"),
+                            (skal.EGL(preselect=None, n_candidates=10), "needs a pre-selection")]:
+        with pytest.raises(ValueError, match=match):
             strategy.query(trained_net, X_pool, 4)

@@ -24,7 +24,8 @@ def query_k_center(strategy, estimator, X_pool, offsets, n_instances, *, X_label
     n_pool = int(offsets[-1])
     centers = None
     if X_labeled is not None:
-        centers = strategy._features(estimator, X_labeled)
+        # float64, as k_center_greedy computes its distances.
+        centers = np.asarray(strategy._features(estimator, X_labeled), dtype=np.float64)
     first = None
     if centers is None or not len(centers):
         # As k_center_greedy: the first center is random when nothing is labeled.
@@ -80,7 +81,7 @@ def _chunk_features(payload, block, offset, n_rows, trailing):
         return {"Z": None}
     strategy, estimator = payload
     block = check_block(block, offset, n_rows, trailing)
-    Z = strategy._features(estimator, block)
+    Z = np.asarray(strategy._features(estimator, block), dtype=np.float64)
     return {"Z": Z, "sq": _sq_norms(Z)}
 
 

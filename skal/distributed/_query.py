@@ -90,25 +90,21 @@ def query(strategy, estimator, X_pool, n_instances=1, *, X_labeled=None, y_label
     X_labeled, y_labeled = _check_labeled(X_labeled, y_labeled)
     strategy.last_utilities_ = None
     kwargs = dict(X_labeled=X_labeled, y_labeled=y_labeled)
-    from ..strategies import DFAL, CoreSet, RandomSampling
+    from ..strategies import DFAL, EGL, CoreSet, RandomSampling
 
     name = type(strategy).__name__
     if isinstance(strategy, RandomSampling):
         # It only reads the pool's length: a zero-width stand-in draws the same rows.
         indices = strategy._query(estimator, np.empty((n_pool, 0)), n_instances, **kwargs)
-    elif getattr(strategy, "preselect", None) == "margin" and name in ("DFAL", "EGL"):
-        # The margin pre-selection is not yet computed chunk by chunk.
-        raise ValueError(
-            f"{name}(preselect={strategy.preselect!r}) cannot query a Dask pool yet; use "
-            f"{name}(preselect='random') or {name}(preselect=None) (the whole pool), or a "
-            "NumPy pool."
-        )
     elif isinstance(strategy, CoreSet):
         from ._kcenter import query_k_center
 
         indices = query_k_center(strategy, estimator, X_pool, offsets, n_instances, **kwargs)
+    elif isinstance(strategy, (DFAL, EGL)):
+        _check_margin_params(strategy)
+        indices = _query_scores(strategy, estimator, X_pool, n_instances, **kwargs)
     elif isinstance(strategy, ScoreBasedStrategy) and (
-        type(strategy)._query is ScoreBasedStrategy._query or isinstance(strategy, DFAL)
+        type(strategy)._query is ScoreBasedStrategy._query
     ):
         indices = _query_scores(strategy, estimator, X_pool, n_instances, **kwargs)
     elif name in _WHOLE_POOL:
@@ -162,21 +158,66 @@ def _query_scores(strategy, estimator, X_pool, n_instances, *, X_labeled, y_labe
         runner.close()
     rows, scores = merge_top_k([p[0] for p in parts], [p[1] for p in parts], n_instances)
     indices = rows if candidates is None else candidates[rows]
-    from ..strategies import DFAL
+    from ..strategies import DFAL, EGL
 
     if isinstance(strategy, DFAL):
         # DFAL also keeps the queried rows and their adversarial copies: rerun its
         # own query on the n best rows (in best-first order, so its ties agree).
+        # n rows are their own whole pool, so the rerun pre-selects nothing.
         order = np.argsort(indices, kind="stable")
         X_top = np.empty((n_instances,) + X_pool.shape[1:], dtype=X_pool.dtype)
         X_top[order] = np.asarray(X_pool[indices[order]].compute())
         local = strategy._query(estimator, X_top, n_instances)
         indices, scores = indices[local], scores[local]
+    if isinstance(strategy, (DFAL, EGL)):
+        strategy.candidates_ = candidates
     # The client keeps only the queried rows' utilities (others were never gathered).
     full = np.full(n_pool, -np.inf)
     full[indices] = scores
     strategy.last_utilities_ = full
     return indices
+
+
+def _check_margin_params(strategy):
+    """DFAL's / EGL's parameter checks, on the client before any chunk is scored."""
+    from ..adversarial import _check_norm
+    from ..base import check_int
+    from ..strategies import DFAL
+    from ..strategies.dfal import _check_preselect
+
+    _check_preselect(strategy)
+    check_int(strategy.batch_size, "batch_size", allow_none=True)
+    if isinstance(strategy, DFAL):
+        _check_norm(strategy.norm)
+
+
+def _candidates(strategy, estimator, X_pool, n_instances):
+    """The rows a query scores (sorted global rows), or None for the whole pool.
+
+    As on a NumPy pool: a random ``n_candidates`` subset, or DFAL's / EGL's
+    pre-selection. Their margin pre-selection is a distributed margin query of
+    its own (per-chunk top-k, merged), so the same rows are selected.
+    """
+    from ..strategies import DFAL, EGL, UncertaintySampling
+    from ..strategies.dfal import _preselect_size
+
+    n_pool = X_pool.shape[0]
+    random_state = getattr(strategy, "random_state", None)
+    if not isinstance(strategy, (DFAL, EGL)):
+        return candidate_subset(n_pool, getattr(strategy, "n_candidates", None), n_instances,
+                                random_state)
+    if strategy.preselect is None:
+        return None
+    size = _preselect_size(strategy, n_instances)
+    if strategy.preselect == "random":
+        return candidate_subset(n_pool, size, n_instances, random_state)
+    size = max(int(size), int(n_instances))
+    if size >= n_pool:
+        return None
+    # skal.strategies.dfal._preselected's margins: predict_proba at its default batch size.
+    margin = UncertaintySampling(measure="margin")
+    return np.sort(_query_scores(margin, estimator, X_pool, size, X_labeled=None,
+                                 y_labeled=None))
 
 
 def _start(strategy, estimator, X_pool, n_instances, X_labeled, y_labeled):
@@ -188,10 +229,7 @@ def _start(strategy, estimator, X_pool, n_instances, X_labeled, y_labeled):
     X = X_pool
     candidates = None
     if n_instances is not None:
-        candidates = candidate_subset(
-            X_pool.shape[0], getattr(strategy, "n_candidates", None), n_instances,
-            getattr(strategy, "random_state", None),
-        )
+        candidates = _candidates(strategy, estimator, X_pool, n_instances)
         if candidates is not None:
             X = X_pool[candidates]
     strategy._dask_candidates = candidates

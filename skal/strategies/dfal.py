@@ -102,6 +102,13 @@ def _check_preselect(strategy):
         )
 
 
+def _preselect_size(strategy, n_instances):
+    """How many candidates the pre-selection keeps (before the pool's size caps it)."""
+    if strategy.n_candidates is not None:
+        return strategy.n_candidates
+    return int(strategy.candidate_factor) * int(n_instances)
+
+
 def _preselected(strategy, estimator, X_pool, n_instances):
     """The pre-selected candidates (sorted pool indices), or None for the whole pool.
 
@@ -113,9 +120,7 @@ def _preselected(strategy, estimator, X_pool, n_instances):
     if strategy.preselect is None:
         return None
     n_pool = X_pool.shape[0]
-    size = strategy.n_candidates
-    if size is None:
-        size = int(strategy.candidate_factor) * int(n_instances)
+    size = _preselect_size(strategy, n_instances)
     if strategy.preselect == "random":
         return candidate_subset(n_pool, size, n_instances, strategy.random_state)
     size = max(int(size), int(n_instances))

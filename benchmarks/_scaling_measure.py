@@ -6,14 +6,14 @@ re-exports them.
 
 import math
 import pickle
-import resource
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._memory import ru_maxrss_mib as _ru_maxrss_mib
+from benchmarks._memory import status_mib as _status_mib
 from benchmarks._scaling_common import _registry, make_strategy, parse_strategy
 
 # ---------------------------------------------------------------------------
@@ -116,20 +116,6 @@ def _load_models(path):
 # Measuring one point (in a child process)
 
 
-def _status_mib(key):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _ru_maxrss_mib():
-    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def _measure_point(spec, n, args):

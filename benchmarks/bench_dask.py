@@ -54,6 +54,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from benchmarks._memory import status_mib as _status_mib  # noqa: E402
 from benchmarks.bench_scaling import make_pool  # noqa: E402
 
 __all__ = ["FULL", "QUICK", "main", "make_table", "mlp_classifier", "write_synthetic_pool"]
@@ -177,16 +178,6 @@ def _strategy(name):
 # ---------------------------------------------------------------------------
 # One child: every query of one pool in one mode
 
-
-def _status_mib(key):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def _reset_peak():

@@ -79,6 +79,8 @@ from benchmarks._efficiency_protocols import (  # noqa: E402, F401 (old import p
     load_protocol_data,
     make_strategy,
 )
+from benchmarks._memory import reset_peak_rss as _reset_peak_rss  # noqa: E402
+from benchmarks._memory import status_mib as _status_mib  # noqa: E402
 from skal.nets import FashionLeNet  # noqa: E402, F401 (re-exported)
 from skal.recipes import (  # noqa: E402, F401 (AugmentCollate, HoldoutSplit: re-exported)
     RECIPES,
@@ -147,24 +149,6 @@ class PeakMemory:
         return False
 
 
-def _reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_mib(key):
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def _machine(device):

@@ -103,3 +103,39 @@ def test_simulate_takes_a_recipe_name(digits_split):
     with pytest.raises(ValueError, match="no recipe"):
         simulate("cifar", RandomSampling(), X[:100], y[:100], X_test, y_test, n_initial=20,
                  batch_size=10, n_queries=0, progress=False)
+
+
+def test_average_last_epochs_loads_the_mean_of_the_last_epochs_weights():
+    import torch
+    from skorch.callbacks import Callback
+
+    from skal.nets import cnn_classifier
+    from skal.recipes import AverageLastEpochs
+
+    class Record(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            self.states.append({k: v.detach().clone()
+                                for k, v in net.module_.state_dict().items()})
+
+        def on_train_begin(self, net, **kwargs):
+            self.states = []
+
+    record = Record()
+    # "average" runs after "record": both see each epoch's final weights.
+    net = cnn_classifier("digits", 3, max_epochs=5, random_state=0,
+                         callbacks=[("record", record), ("average", AverageLastEpochs(3))])
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(24, 1, 8, 8).astype("float32"), np.arange(24) % 3
+    net.fit(X, y)
+    assert len(record.states) == 5
+    for key, value in net.module_.state_dict().items():
+        if value.is_floating_point():
+            expected = torch.stack([s[key] for s in record.states[-3:]]).mean(0)
+            torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    # a different result from the last epoch's weights: the test can fail
+    last = record.states[-1]
+    assert any(not torch.allclose(v, last[k]) for k, v in net.module_.state_dict().items()
+               if v.is_floating_point())
+    with pytest.raises(ValueError, match="n_epochs must be a positive int"):
+        cnn_classifier("digits", 3, max_epochs=1,
+                       callbacks=[("average", AverageLastEpochs(0))]).fit(X, y)

@@ -202,6 +202,13 @@ def plot(payload, specs, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import (
+        FixedLocator,
+        FormatStrFormatter,
+        FuncFormatter,
+        NullFormatter,
+        NullLocator,
+    )
 
     points = payload.get("points", {})
     families = {}
@@ -230,6 +237,17 @@ def plot(payload, specs, path):
             if drawn:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                # Ticks at the measured sizes ("10K", "40K"): log minor labels overlapped.
+                sizes = sorted({p["n_pool"] for p in points.values()})
+                ax.xaxis.set_major_locator(FixedLocator(sizes))
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _size_label(int(v))))
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+                low, high = ax.get_ylim()
+                # Minor labels only where a panel spans less than a decade (no major tick
+                # inside); across decades they crowd the axis.
+                ax.yaxis.set_minor_formatter(
+                    FormatStrFormatter("%.3g") if high / low < 10 else NullFormatter())
                 ax.legend(fontsize=6, loc="upper left")
             else:
                 ax.text(0.5, 0.5, "pending", ha="center", va="center", transform=ax.transAxes)

@@ -54,6 +54,8 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+# Workers import it too (client.run): bench_dask's child puts the repository on PYTHONPATH.
+from benchmarks._memory import reset_peak_rss as _reset_peak  # noqa: E402
 from benchmarks._memory import status_mib as _status_mib  # noqa: E402
 from benchmarks.bench_scaling import make_pool  # noqa: E402
 
@@ -179,15 +181,6 @@ def _strategy(name):
 # One child: every query of one pool in one mode
 
 
-
-def _reset_peak():
-    """Reset this process's RSS high-water mark (Linux); False where it cannot."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _worker_memory():

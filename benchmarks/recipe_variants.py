@@ -1,11 +1,13 @@
 """The ``skal`` quick start with a variant of the digits training recipe (the experiments of #24).
 
 Runs :func:`skal.cli.main` with :func:`skal.recipes.training_recipe` wrapped so
-that every learner gets one more callback, then prints the CLI's table and the
-largest round-to-round drop of test accuracy over the runs::
+that every learner's weight averaging is replaced (or another callback added),
+then prints the CLI's table and the largest round-to-round drop of test accuracy
+over the runs::
 
-    python -m benchmarks.recipe_variants average 15    # AverageLastEpochs(15)
-    python -m benchmarks.recipe_variants cosine        # cosine learning-rate decay
+    python -m benchmarks.recipe_variants average 15    # AverageLastEpochs(15) (the recipe)
+    python -m benchmarks.recipe_variants last          # the last epoch's weights, no averaging
+    python -m benchmarks.recipe_variants cosine        # the last epoch's, cosine lr decay
     python -m benchmarks.recipe_variants none          # the recipe as it is
 
 Arguments after the variant go to ``skal`` (e.g. ``--n-jobs 1 --out DIR``).
@@ -28,9 +30,9 @@ def variant_callback(name, arg, max_epochs):
         return recipes.AverageLastEpochs(int(arg))
     if name == "cosine":
         return LRScheduler(policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max_epochs)
-    if name == "none":
+    if name in ("none", "last"):
         return None
-    raise SystemExit(f"unknown variant {name!r}: average N, cosine or none.")
+    raise SystemExit(f"unknown variant {name!r}: average N, last, cosine or none.")
 
 
 def largest_drops(results_json):
@@ -52,6 +54,8 @@ def main(argv=None):
     def patched(dataset, **kwargs):
         net = original(dataset, **kwargs)
         callback = variant_callback(name, arg, net.max_epochs)
+        if name != "none":  # every other variant replaces the recipe's averaging
+            net.set_params(callbacks=[(n, c) for n, c in net.callbacks if n != "average"])
         if callback is not None:
             net.set_params(callbacks=[*net.callbacks, (f"variant_{name}", callback)])
         return net

@@ -131,6 +131,28 @@ def test_no_client_bald_coreset_dfal(trained_net, pool, digits_split):
         np.testing.assert_array_equal(strategy.query(trained_net, X_pool, 8, **kwargs), expected)
 
 
+def test_no_client_committee_waal_egl_and_stochastic_batches(trained_net, pool, digits_split):
+    X_lab, y_lab = digits_split[0][:300], digits_split[1][:300]
+    X_pool = da.from_array(pool, chunks=(70, 1, 8, 8))
+    for strategy in [
+        skal.DQBC(n_members=3, finetune_epochs=1, random_state=0),
+        skal.QueryByCommittee(random_state=0),
+        skal.EGL(random_state=0),
+        skal.PowerBALD(n_passes=3, random_state=0),
+        skal.StochasticBatch(skal.UncertaintySampling(), mode="softmax", random_state=0),
+    ]:
+        expected = strategy.query(trained_net, pool, 8, X_labeled=X_lab, y_labeled=y_lab)
+        got = strategy.query(trained_net, X_pool, 8, X_labeled=X_lab, y_labeled=y_lab)
+        np.testing.assert_array_equal(got, expected, err_msg=type(strategy).__name__)
+    from skal.recipes import training_recipe
+
+    waal_net = training_recipe("digits", semi_supervised=True, max_epochs=1, random_state=0)
+    waal_net.fit(np.r_[X_lab[:100], pool], np.r_[y_lab[:100], -np.ones(len(pool), dtype=int)])
+    waal = skal.WAAL(random_state=0)
+    np.testing.assert_array_equal(waal.query(waal_net, X_pool, 8, X_labeled=X_lab[:100]),
+                                  waal.query(waal_net, pool, 8, X_labeled=X_lab[:100]))
+
+
 def test_bad_pools_are_rejected(trained_net, pool):
     strategy = skal.UncertaintySampling()
     flat = pool.reshape(len(pool), -1)
@@ -163,6 +185,14 @@ def test_whole_pool_strategies_raise(strategy, trained_net, pool):
         strategy.query(trained_net, da.from_array(pool, chunks=100), 3)
 
 
+@pytest.mark.parametrize("strategy", [skal.BADGE(), skal.BatchBALD(), skal.TypiClust(),
+                                      skal.ProbCover(), skal.ClusterMargin()],
+                         ids=lambda s: type(s).__name__)
+def test_batch_building_strategies_name_the_pre_selection(strategy, trained_net, pool):
+    with pytest.raises(ValueError, match="no Dask-pool support.*[Pp]re-select"):
+        strategy.query(trained_net, da.from_array(pool, chunks=100), 3)
+
+
 # -- on a 2-worker LocalCluster -------------------------------------------------------
 
 
@@ -186,6 +216,16 @@ def test_cluster_score_strategies_match_numpy(client, trained_net, pool):
     bald = skal.BALD(n_passes=3, batch_size=8, random_state=0)
     np.testing.assert_array_equal(bald.utilities(trained_net, X_pool),
                                   bald.utilities(trained_net, pool))
+
+
+def test_cluster_committee_and_power_bald_match_numpy(client, trained_net, pool, digits_split):
+    X_lab, y_lab = digits_split[0][:300], digits_split[1][:300]
+    X_pool = _no_client_side_chunks(pool, os.getpid())
+    for strategy in [skal.DQBC(n_members=3, finetune_epochs=1, random_state=0),
+                     skal.PowerBALD(n_passes=3, random_state=0)]:
+        expected = strategy.query(trained_net, pool, 6, X_labeled=X_lab, y_labeled=y_lab)
+        got = strategy.query(trained_net, X_pool, 6, X_labeled=X_lab, y_labeled=y_lab)
+        np.testing.assert_array_equal(got, expected, err_msg=type(strategy).__name__)
 
 
 def test_cluster_dfal_keeps_its_adversarial_copies(client, trained_net, pool):

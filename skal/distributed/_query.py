@@ -91,6 +91,7 @@ def query(strategy, estimator, X_pool, n_instances=1, *, X_labeled=None, y_label
     strategy.last_utilities_ = None
     kwargs = dict(X_labeled=X_labeled, y_labeled=y_labeled)
     from ..strategies import DFAL, EGL, CoreSet, RandomSampling
+    from ..strategies.stochastic import PowerBALD, StochasticBatch
 
     name = type(strategy).__name__
     if isinstance(strategy, RandomSampling):
@@ -100,6 +101,10 @@ def query(strategy, estimator, X_pool, n_instances=1, *, X_labeled=None, y_label
         from ._kcenter import query_k_center
 
         indices = query_k_center(strategy, estimator, X_pool, offsets, n_instances, **kwargs)
+    elif isinstance(strategy, (StochasticBatch, PowerBALD)):
+        # They sample from every row's utility: BALD or the base strategy scores the chunks
+        # (one float per row comes back), then they draw on the client as in memory.
+        indices = strategy._query(estimator, X_pool, n_instances, **kwargs)
     elif isinstance(strategy, (DFAL, EGL)):
         _check_margin_params(strategy)
         indices = _query_scores(strategy, estimator, X_pool, n_instances, **kwargs)

@@ -182,6 +182,47 @@ def test_probcover_auto_delta_uses_the_labels_classes_or_n_classes():
     assert strat.delta_ == pytest.approx(expected)
 
 
+def test_probcover_coverage_subset_matches_the_reference_on_the_subset():
+    """With more points than max_samples, the greedy counts coverage on a random
+    subset of them: exactly the reference greedy on the subset's columns, with
+    every pool point a candidate."""
+    Z = np.random.RandomState(4).uniform(size=(120, 2))
+    pool, lab = Z[:110], Z[110:]
+    strat = ProbCover(delta=0.15, embedding="input", normalize=False, max_samples=60,
+                      random_state=0)
+    idx = strat.query(None, pool, 5, X_labeled=lab)
+    targets = np.sort(np.random.RandomState(0).choice(120, 60, replace=False))
+    A = cdist(Z, Z[targets]) < 0.15
+    covered = A[110:].any(axis=0)
+    ref = []
+    for _ in range(5):
+        gains = [((A[i] & ~covered).sum(), -i) for i in range(110) if i not in ref]
+        i = -max(gains)[1]
+        ref.append(i)
+        covered |= A[i]
+    np.testing.assert_array_equal(idx, ref)
+    assert strat.coverage_ == pytest.approx(covered.mean())
+    # Pools within max_samples run the exact algorithm.
+    exact = ProbCover(delta=0.15, embedding="input", normalize=False, max_samples=None)
+    within = clone(exact).set_params(max_samples=120)
+    np.testing.assert_array_equal(within.query(None, pool, 5, X_labeled=lab),
+                                  exact.query(None, pool, 5, X_labeled=lab))
+    with pytest.raises(ValueError, match="max_samples"):
+        clone(exact).set_params(max_samples=0).query(None, pool, 2)
+
+
+def test_purity_delta_on_a_row_subset_estimates_the_full_rule():
+    rng = np.random.RandomState(5)
+    Z = rng.normal(size=(2000, 2))
+    pseudo = (Z[:, 0] > 0).astype(int) + 2 * (Z[:, 1] > 0.5)
+    full = purity_delta(Z, pseudo, 0.9)
+    assert purity_delta(Z, pseudo, 0.9, rows=np.arange(2000)) == full
+    rows = np.sort(rng.choice(2000, 500, replace=False))
+    # Each subset point is measured against every other-label point: same distances
+    # as the full rule's, only fewer of them, so the quantile moves a little.
+    assert purity_delta(Z, pseudo, 0.9, rows=rows) == pytest.approx(full, rel=0.25)
+
+
 # ------------------------------------------------------------- Cluster-Margin
 
 

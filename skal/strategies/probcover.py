@@ -17,15 +17,22 @@ __all__ = ["ProbCover", "ball_graph", "max_coverage", "purity_delta"]
 _BLOCK_ROWS = 2048
 
 
-def ball_graph(Z, delta):
+def ball_graph(Z, delta, targets=None):
     """Sparse graph of the open balls: row ``i`` holds each ``j`` with ``||z_i - z_j|| < delta``.
 
     Every row holds its own point. Built by radius queries in blocks of rows, so
     memory is O(n_features x n + edges), never n x n dense.
 
+    Parameters
+    ----------
+    Z : ndarray of shape (n, n_features)
+    delta : float
+    targets : ndarray of shape (m, n_features), default=None
+        The points the balls cover (columns); ``None``: ``Z`` itself.
+
     Returns
     -------
-    graph : scipy.sparse.csr_matrix of shape (n, n), bool
+    graph : scipy.sparse.csr_matrix of shape (n, n) or (n, m), bool
 
     Examples
     --------
@@ -36,7 +43,9 @@ def ball_graph(Z, delta):
     """
     Z = np.asarray(Z, dtype=np.float64)
     n = Z.shape[0]
-    nn = NearestNeighbors(radius=delta).fit(Z)
+    square = targets is None
+    T = Z if square else np.asarray(targets, dtype=np.float64)
+    nn = NearestNeighbors(radius=delta).fit(T)
     indptr = [0]
     cols = []
     for start in range(0, n, _BLOCK_ROWS):
@@ -45,13 +54,13 @@ def ball_graph(Z, delta):
         for i, (d, j) in enumerate(zip(dist, ind, strict=True)):
             # radius_neighbors keeps d <= delta; the paper's balls are open.
             j = j[d < delta]
-            if not (j == start + i).any():  # a point always covers itself
+            if square and not (j == start + i).any():  # a point always covers itself
                 j = np.append(j, start + i)
             cols.append(np.sort(j))
             indptr.append(indptr[-1] + j.size)
     cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
     data = np.ones(cols.size, dtype=bool)
-    return sp.csr_matrix((data, cols, np.asarray(indptr)), shape=(n, n))
+    return sp.csr_matrix((data, cols, np.asarray(indptr)), shape=(n, T.shape[0]))
 
 
 def max_coverage(graph, candidates, n_instances, *, covered=None, random_state=None):
@@ -59,12 +68,13 @@ def max_coverage(graph, candidates, n_instances, *, covered=None, random_state=N
 
     Parameters
     ----------
-    graph : sparse matrix of shape (n, n)
-        Row ``i``: the points that point ``i`` covers (see :func:`ball_graph`).
+    graph : sparse matrix of shape (n, m)
+        Row ``i``: the points (columns) that point ``i`` covers (see
+        :func:`ball_graph`).
     candidates : ndarray of int
         Rows that may be picked.
     n_instances : int
-    covered : ndarray of shape (n,), bool, default=None
+    covered : ndarray of shape (m,), bool, default=None
         Points covered before the first pick (the labeled set's balls).
     random_state : int, RandomState instance or None
         Once every point is covered, the remaining picks are random candidates
@@ -82,9 +92,9 @@ def max_coverage(graph, candidates, n_instances, *, covered=None, random_state=N
     array([1, 3])
     """
     graph = sp.csr_matrix(graph, dtype=bool)
-    n = graph.shape[0]
+    n, m = graph.shape
     covers = graph.T.tocsr()  # row j: the points whose balls hold j
-    covered = np.zeros(n, dtype=bool) if covered is None else np.array(covered, dtype=bool)
+    covered = np.zeros(m, dtype=bool) if covered is None else np.array(covered, dtype=bool)
     uncovered = (~covered).astype(np.int64)
     # degree[i]: uncovered points in i's ball
     degree = graph.astype(np.int64) @ uncovered
@@ -111,7 +121,7 @@ def max_coverage(graph, candidates, n_instances, *, covered=None, random_state=N
     return np.asarray(chosen, dtype=np.int64)
 
 
-def purity_delta(Z, pseudo_labels, alpha=0.95):
+def purity_delta(Z, pseudo_labels, alpha=0.95, rows=None):
     """The largest ``delta`` whose balls are pure for at least a fraction ``alpha`` of the points.
 
     The ball ``{x' : ||x - x'|| < delta}`` is pure when all its points share
@@ -120,6 +130,10 @@ def purity_delta(Z, pseudo_labels, alpha=0.95):
     ``mean(d(x) >= delta)`` falls with ``delta``, so the largest ``delta`` with
     purity >= ``alpha`` is the ``ceil(alpha n)``-th largest ``d(x)``: exact, no
     grid of candidate radii needed.
+
+    ``rows`` (sorted row numbers) estimates the purity on those points only, each
+    against every point of another label: a uniform random subset gives an
+    unbiased estimate in ``O(len(rows) x n)`` distances instead of ``O(n^2)``.
 
     Examples
     --------
@@ -132,12 +146,15 @@ def purity_delta(Z, pseudo_labels, alpha=0.95):
     classes = np.unique(pseudo_labels)
     if classes.size < 2:
         raise ValueError("the purity rule needs at least 2 pseudo-labels.")
-    d = np.empty(Z.shape[0])
+    rows = np.arange(Z.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    d = np.empty(rows.size)
     for c in classes:
-        inside = pseudo_labels == c
-        nn = NearestNeighbors(n_neighbors=1).fit(Z[~inside])
-        d[inside] = nn.kneighbors(Z[inside])[0][:, 0]
-    m = math.ceil(alpha * Z.shape[0])
+        inside = pseudo_labels[rows] == c
+        if not inside.any():
+            continue
+        nn = NearestNeighbors(n_neighbors=1).fit(Z[pseudo_labels != c])
+        d[inside] = nn.kneighbors(Z[rows[inside]])[0][:, 0]
+    m = math.ceil(alpha * rows.size)
     return np.sort(d)[::-1][m - 1]
 
 
@@ -173,21 +190,32 @@ class ProbCover(QueryStrategy):
         self-supervised features (radii are then on the unit sphere).
     batch_size : int or None, default=None
         Inference batch size for ``"model"``.
+    max_samples : int or None, default=50_000
+        Count coverage (and the purity rule) on at most this many points: with
+        more pool + labeled points, on a uniform random subset of that size,
+        which estimates the covered fraction without bias. Every pool point stays
+        a candidate. The exact algorithm's ball graph grows with the square of
+        the pool at a fixed radius (each ball holds a fixed fraction of it);
+        with the subset it grows linearly. ``None``: always exact, as in the
+        paper. Pools up to ``max_samples`` are not affected.
     random_state : int, RandomState instance or None, default=None
-        Seeds k-means (``"auto"``) and the random picks once all is covered.
+        Seeds k-means (``"auto"``), the coverage subset and the random picks once
+        all is covered.
 
     Attributes
     ----------
     delta_ : float
         The radius used by the last query.
     coverage_ : float
-        Fraction of pool + labeled points covered after the last query.
+        Fraction of pool + labeled points covered after the last query
+        (estimated on the ``max_samples`` subset when one is used).
 
     Notes
     -----
-    The graph has one stored edge per pair closer than ``delta``: memory grows
-    with the radius (about ``n x`` the mean ball size), which the purity rule
-    keeps small; a large fixed ``delta`` on a large pool can still be costly.
+    The graph has one stored edge per (point, covered point) pair closer than
+    ``delta``: memory grows with the radius (about ``n x`` the mean ball size,
+    counted in the ``max_samples`` subset), which the purity rule keeps small;
+    a large fixed ``delta`` can still be costly.
 
     Examples
     --------
@@ -199,13 +227,14 @@ class ProbCover(QueryStrategy):
     """
 
     def __init__(self, delta="auto", alpha=0.95, n_classes=None, embedding="auto",
-                 normalize=True, batch_size=None, random_state=None):
+                 normalize=True, batch_size=None, max_samples=50_000, random_state=None):
         self.delta = delta
         self.alpha = alpha
         self.n_classes = n_classes
         self.embedding = embedding
         self.normalize = normalize
         self.batch_size = batch_size
+        self.max_samples = max_samples
         self.random_state = random_state
 
     def _check_params(self):
@@ -216,6 +245,7 @@ class ProbCover(QueryStrategy):
         check_real(self.alpha, "alpha", low=0, high=1, low_open=True)
         check_int(self.n_classes, "n_classes", minimum=2, allow_none=True)
         check_int(self.batch_size, "batch_size", allow_none=True)
+        check_int(self.max_samples, "max_samples", minimum=1, allow_none=True)
         check_embedding(self.embedding)
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be a bool, got {self.normalize!r}.")
@@ -252,8 +282,13 @@ class ProbCover(QueryStrategy):
                     f"n_classes={n_classes} is larger than the {Z.shape[0]} points to cluster."
                 )
             seed = rng.randint(np.iinfo(np.int32).max)
+        # The points whose coverage counts (None: all of them).
+        targets = None
+        if self.max_samples is not None and Z.shape[0] > self.max_samples:
+            targets = np.sort(rng.choice(Z.shape[0], int(self.max_samples), replace=False))
+        if n_classes is not None:
             pseudo = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Z)
-            delta = float(purity_delta(Z, pseudo, self.alpha))
+            delta = float(purity_delta(Z, pseudo, self.alpha, rows=targets))
             if delta <= 0:
                 raise ValueError(
                     "the purity rule gave delta = 0 (duplicate points with different "
@@ -261,8 +296,8 @@ class ProbCover(QueryStrategy):
                 )
         else:
             delta = float(self.delta)
-        graph = ball_graph(Z, delta)
-        covered = np.zeros(Z.shape[0], dtype=bool)
+        graph = ball_graph(Z, delta, targets=None if targets is None else Z[targets])
+        covered = np.zeros(graph.shape[1], dtype=bool)
         if Z.shape[0] > n_pool:
             lab_rows = graph[n_pool:]
             covered[lab_rows.indices] = True

@@ -173,25 +173,43 @@ def mc_dropout_proba(estimator, X, n_passes, *, random_state=None, batch_size=No
     >>> mc_dropout_proba(net, X, n_passes=3, random_state=0).shape
     (3, 4, 10)
     """
+    net, X = _net_and_input(estimator, X, n_passes)
+    module = net.module_
+    split = split_at_first_dropout(module)
+
+    def forward(batch):
+        if split is None:
+            return torch.stack([to_logits(net, module(batch)) for _ in range(n_passes)])
+        prefix, suffix = split
+        # All passes go through the suffix as one batch: dropout draws an
+        # independent mask per row, and one large call beats many small ones.
+        return to_logits(net, suffix(*[_repeat(t, n_passes) for t in prefix(batch)]))
+
+    with _dropout_on(module), seeded_torch(random_state, _net_device(net)):
+        return passes_proba(net, X, n_passes, forward, batch_size)
+
+
+def _net_and_input(estimator, X, n_passes):
     if isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) or n_passes < 1:
         raise ValueError(f"n_passes must be a positive int, got {n_passes!r}.")
     net, transform = get_net(estimator)
-    X = transform(X)
-    module = net.module_
-    device = _net_device(net)
-    split = split_at_first_dropout(module)
+    return net, transform(X)
+
+
+def passes_proba(net, X, n_passes, forward, batch_size=None):
+    """Softmax of ``forward(batch)`` (``n_passes`` stacked passes) over ``X``, batch by batch.
+
+    The loop shared by the Monte-Carlo dropout samplers: ``forward`` maps a batch
+    of ``b`` rows to logits of ``n_passes * b`` rows, pass-major.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_passes, n_samples, n_classes), float64
+    """
     out = None
-    with _dropout_on(module), seeded_torch(random_state, device), torch.no_grad():
-        for rows, batch in iter_batches(X, _batch_size(batch_size), device):
-            if split is None:
-                logits = torch.stack([to_logits(net, module(batch)) for _ in range(n_passes)])
-            else:
-                prefix, suffix = split
-                # All passes go through the suffix as one batch: dropout draws an
-                # independent mask per row, and one large call beats many small ones.
-                carried = [_repeat(t, n_passes) for t in prefix(batch)]
-                logits = to_logits(net, suffix(*carried))
-                logits = logits.reshape(n_passes, batch.shape[0], -1)
+    with torch.no_grad():
+        for rows, batch in iter_batches(X, _batch_size(batch_size), _net_device(net)):
+            logits = forward(batch).reshape(n_passes, batch.shape[0], -1)
             proba = torch.softmax(logits.double(), dim=2).cpu().numpy()
             if out is None:
                 out = np.empty((n_passes, X.shape[0], proba.shape[2]), dtype=np.float64)

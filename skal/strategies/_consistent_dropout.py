@@ -12,15 +12,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from ..nets import (
-    dropout_layers,
-    eval_mode,
-    get_net,
-    iter_batches,
-    split_at_first_dropout,
-    to_logits,
-)
-from ..nets._glue import _batch_size, _net_device
+from ..nets import dropout_layers, eval_mode, split_at_first_dropout, to_logits
+from ..nets._dropout import _net_and_input, _repeat, passes_proba
 
 __all__ = ["consistent_mc_dropout_proba"]
 
@@ -104,30 +97,18 @@ def consistent_mc_dropout_proba(estimator, X, n_passes, *, random_state=None, ba
     >>> p.shape, bool(np.allclose(p[:, 0], p[:, 3]))
     ((3, 4, 10), True)
     """
-    if isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) or n_passes < 1:
-        raise ValueError(f"n_passes must be a positive int, got {n_passes!r}.")
-    net, transform = get_net(estimator)
-    X = transform(X)
+    net, X = _net_and_input(estimator, X, n_passes)
     module = net.module_
-    device = _net_device(net)
     split = split_at_first_dropout(module)
     generator = torch.Generator().manual_seed(
         int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     )
-    out = None
-    with _fixed_masks(module, n_passes, generator), torch.no_grad():
-        for rows, batch in iter_batches(X, _batch_size(batch_size), device):
-            if split is None:
-                logits = to_logits(net, module(batch.repeat(n_passes, *([1] * (batch.dim() - 1)))))
-            else:
-                prefix, suffix = split
-                carried = [t.repeat(n_passes, *([1] * (t.dim() - 1)))
-                           if isinstance(t, torch.Tensor) and t.dim() > 0 else t
-                           for t in prefix(batch)]
-                logits = to_logits(net, suffix(*carried))
-            logits = logits.reshape(n_passes, batch.shape[0], -1)
-            proba = torch.softmax(logits.double(), dim=2).cpu().numpy()
-            if out is None:
-                out = np.empty((n_passes, X.shape[0], proba.shape[2]), dtype=np.float64)
-            out[:, rows] = proba
-    return out
+
+    def forward(batch):
+        if split is None:
+            return to_logits(net, module(_repeat(batch, n_passes)))
+        prefix, suffix = split
+        return to_logits(net, suffix(*[_repeat(t, n_passes) for t in prefix(batch)]))
+
+    with _fixed_masks(module, n_passes, generator):
+        return passes_proba(net, X, n_passes, forward, batch_size)

@@ -112,3 +112,17 @@ def test_gpu_check_quick_on_cpu_records_finite_ratios(tmp_path):
     for key, value in payload["ratios"].items():
         assert math.isfinite(value) and value > 0, key
     assert payload["details"]["scaling"]["margin"]["status"] == "complete"
+
+
+def test_bench_waal_fit_counts_the_steps_of_each_epoch(tmp_path):
+    """A plain epoch steps over the labeled set, a WAAL epoch over the unlabeled pool."""
+    from benchmarks import bench_waal_fit
+
+    out = tmp_path / "waal_fit.json"
+    assert bench_waal_fit.main(["--quick", "--labels", "70", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    # batch 64: 70 labels -> 2 steps; the 130 unlabeled rows -> 3 paired steps
+    assert (row["n_labeled"], row["n_unlabeled"], row["plain_steps"], row["waal_steps"]) == (
+        70, 130, 2, 3)
+    assert row["waal_epoch_vs_plain_epoch"] == pytest.approx(
+        row["waal_epoch_s"] / row["plain_epoch_s"])

@@ -115,7 +115,11 @@ def render_page(payload, specs, sizes, *, gpu=None, image=None):
     n_all = len(specs) * len(sizes)
     if n_done < n_all:
         lines += [f"**{n_all - n_done} of {n_all} points are pending** (not run yet, or "
-                  "failed: see the notes below the tables).", ""]
+                  "failed: see the notes).", ""]
+    # Measurement conditions the points cannot record themselves (a loaded
+    # machine, a point stopped by hand), kept in the JSON as its "notes".
+    if payload.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note}" for note in payload["notes"]] + [""]
     header = ["strategy"] + [f"time {_size_label(n)}" for n in sizes] + ["slope"]
     lines += ["## Query time (seconds)", "", "| " + " | ".join(header) + " |",
               "|" + "---|" * len(header)]

@@ -63,6 +63,10 @@ def test_page_shows_figures_slopes_and_pending_points():
     assert "5 of 9 points are pending" in page
     assert "GPU figures are pending" in page
     assert "Pending: run" in page  # no inference measurement yet
+    assert "## Notes" not in page
+    payload["notes"] = ["The 160K points ran beside another benchmark."]
+    noted = bs.render_page(payload, ["margin", "dfal", "egl"], sizes)
+    assert "## Notes\n\n- The 160K points ran beside another benchmark." in noted
 
 
 def test_variants_parse_and_bad_ones_fail():

@@ -299,9 +299,10 @@ def training_recipe(dataset, *, n_classes=10, semi_supervised=False, max_epochs=
     loss plateaus, and training batches are augmented with flips and small
     shifts. With fewer labels, and always on digits and in the small-budget
     Fashion-MNIST protocol, it trains a fixed 60 epochs on all labels; on digits
-    it then loads the mean of the last 15 epochs' weights
+    the supervised net then loads the mean of the last 15 epochs' weights
     (:class:`AverageLastEpochs`), which keeps one unlucky last epoch from costing
-    a round several points of accuracy.
+    a round several points of accuracy (not WAAL's: its critic is trained against
+    the last weights).
 
     Parameters
     ----------

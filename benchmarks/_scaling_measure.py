@@ -99,12 +99,30 @@ def train_models(settings, *, device, data_path=None, quick=False, path):
                               random_state=0)
     waal.fit(X_lab, y_lab, X_unlabeled=X_pool)
     seconds = time.perf_counter() - start
+    fingerprint = model_fingerprint(net, waal)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         pickle.dump({"net": net, "waal": waal, "source": source, "device": device,
                      "settings": settings, "train_seconds": seconds,
                      "torch": torch.__version__}, fh)
-    return seconds
+    return seconds, fingerprint
+
+
+def model_fingerprint(*estimators):
+    """SHA-256 (16 hex digits) of the fitted modules' parameters and buffers.
+
+    Training is seeded, so retraining on the same machine and versions gives the
+    same fingerprint; the runner keeps the points measured with a lost model's
+    pickle only when the retrained model matches it.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for est in estimators:
+        for name, tensor in sorted(est.module_.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _load_models(path):

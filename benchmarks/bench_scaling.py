@@ -12,9 +12,12 @@ and, in a second run of the same query, tracemalloc's peak (numpy / Python
 allocations; it slows Python code, so it is not timed).
 
 Results go to ``benchmarks/results/scaling.json`` as soon as a point finishes; a
-point already there with the same settings is skipped (``--force`` recomputes), so
-an interrupted run resumes. The script then fits the log-log slope of time and
-memory in N per strategy and writes ``docs/scaling.md`` and ``docs/img/scaling.png``
+point already there with the same settings is skipped (``--force`` recomputes the
+chosen points), so an interrupted run resumes. The shared model is pickled beside
+the JSON; when the pickle is lost, it is trained again (seeded) and the points
+are kept only when its parameters' fingerprint matches the one recorded. The
+script then fits the log-log slope of time and memory in N per strategy and writes
+``docs/scaling.md`` and ``docs/img/scaling.png``
 from the JSON alone (points not run yet show as pending). It also measures batched
 inference (``skal.nets.predict_logits``) against the raw module's no-grad forward.
 
@@ -136,6 +139,21 @@ def _write(path, payload):
     os.replace(tmp, path)  # atomic: an interrupted run never leaves half a file
 
 
+def same_model(payload, model_key, fingerprint):
+    """Whether a retrained model is the one ``payload``'s points were measured with.
+
+    Examples
+    --------
+    >>> same_model({"model_key": "a", "model_fingerprint": "f"}, "a", "f")
+    True
+    >>> same_model({"model_key": "a"}, "a", "f")  # no fingerprint recorded: unknown
+    False
+    """
+    return (payload.get("model_key") == model_key
+            and payload.get("model_fingerprint") is not None
+            and payload.get("model_fingerprint") == fingerprint)
+
+
 def pending_points(payload, specs, sizes, keys, *, force=False):
     """The (strategy, N) points still to run: not in ``payload`` as complete with
     the same config key (``keys[spec]``), or all of them with ``force``.
@@ -220,7 +238,11 @@ def _parser():
     parser.add_argument("--data", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--results", default=None, help="JSON path")
     parser.add_argument("--page", default=None, help="Markdown page to write")
-    parser.add_argument("--force", action="store_true", help="recompute points already done")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute the chosen points even when done")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the shared model again (points are kept only when the "
+                             "retrained model's fingerprint matches)")
     parser.add_argument("--inference-only", action="store_true")
     parser.add_argument("--no-inference", action="store_true")
     parser.add_argument("--no-tracemalloc", action="store_true")
@@ -266,14 +288,16 @@ def run(args):
         "device": args.device_resolved,
     })
     model_key = _config_key({k: v for k, v in config.items() if k != "threads"})
-    if args.force or payload.get("model_key") != model_key or not models.exists():
+    if args.retrain or payload.get("model_key") != model_key or not models.exists():
         print(f"training the shared LeNet on {config['n_labeled']} labels ...", flush=True)
-        seconds = train_models(config, device=args.device_resolved, data_path=args.data,
-                               quick=args.quick, path=models)
-        payload.update(model_key=model_key, model_train_seconds=seconds)
-        # A new model makes every earlier point stale.
-        payload["points"] = {}
-        payload.pop("inference", None)
+        seconds, fingerprint = train_models(config, device=args.device_resolved,
+                                            data_path=args.data, quick=args.quick, path=models)
+        if not same_model(payload, model_key, fingerprint):
+            # A different model makes every earlier point stale.
+            payload["points"] = {}
+            payload.pop("inference", None)
+        payload.update(model_key=model_key, model_train_seconds=seconds,
+                       model_fingerprint=fingerprint)
         _write(results, payload)
     keys = {spec: _config_key(_config(args, spec)) for spec in args.strategies}
     if not args.no_inference and (args.force or "inference" not in payload

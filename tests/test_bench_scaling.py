@@ -130,3 +130,23 @@ def test_bench_waal_fit_counts_the_steps_of_each_epoch(tmp_path):
         70, 130, 2, 3)
     assert row["waal_epoch_vs_plain_epoch"] == pytest.approx(
         row["waal_epoch_s"] / row["plain_epoch_s"])
+
+
+def test_model_fingerprint_tells_retrained_models_apart():
+    import types
+
+    import torch
+
+    from benchmarks._scaling_measure import model_fingerprint
+
+    def fitted(seed):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return types.SimpleNamespace(module_=torch.nn.Linear(3, 2))
+
+    assert model_fingerprint(fitted(0)) == model_fingerprint(fitted(0))
+    assert model_fingerprint(fitted(0)) != model_fingerprint(fitted(1))
+    payload = {"model_key": "k", "model_fingerprint": model_fingerprint(fitted(0))}
+    assert bs.same_model(payload, "k", model_fingerprint(fitted(0)))
+    assert not bs.same_model(payload, "k", model_fingerprint(fitted(1)))
+    assert not bs.same_model(payload, "other", model_fingerprint(fitted(0)))

@@ -306,6 +306,60 @@ def test_query_uses_labeled_set_in_the_objective():
     assert idx2.shape == (4,) and util is None
 
 
+def test_max_samples_solves_on_a_sample_that_keeps_every_labeled_point():
+    X = _data(120, d=4, seed=17)
+    labeled = [3, 50, 99]
+    kw = dict(time_limit=10, metric="euclidean", random_state=0, max_iter=5)
+    strat = WassersteinCoreSet(max_samples=40, **kw)
+    idx = strat.select(X, 5, labeled=labeled)
+    sample = strat.sample_
+    assert sample.size == 40 and set(labeled) <= set(sample.tolist())
+    assert np.all(np.diff(sample) > 0)
+    assert idx.shape == (5,) and len(set(idx.tolist())) == 5
+    assert set(idx.tolist()) <= set(sample.tolist()) and not set(idx.tolist()) & set(labeled)
+    assert set(strat.selection_.tolist()) == set(labeled) | set(idx.tolist())
+    # the objective is the sample's problem: labeled + picked against the sample
+    assert strat.objective_ == pytest.approx(
+        mip.coreset_cost(X[sample], np.searchsorted(sample, strat.selection_), "euclidean")
+    )
+    again = WassersteinCoreSet(max_samples=40, **kw)
+    assert np.array_equal(again.select(X, 5, labeled=labeled), idx)
+    assert np.array_equal(again.sample_, sample)
+    # a boolean mask of labeled rows gives the same sample and selection
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labeled] = True
+    masked = WassersteinCoreSet(max_samples=40, **kw)
+    assert np.array_equal(masked.select(X, 5, labeled=mask), idx)
+
+
+def test_max_samples_at_or_above_the_pool_size_changes_nothing():
+    X = _data(80, d=4, seed=18)
+    kw = dict(time_limit=10, metric="euclidean", random_state=0, max_iter=5)
+    whole = WassersteinCoreSet(max_samples=None, **kw).select(X, 4, labeled=[1, 2])
+    capped = WassersteinCoreSet(max_samples=80, **kw)
+    assert np.array_equal(capped.select(X, 4, labeled=[1, 2]), whole)
+    assert capped.sample_ is None
+    # too small a cap still leaves k free points to choose from
+    tiny = WassersteinCoreSet(max_samples=3, **kw)
+    idx = tiny.select(X, 4, labeled=[1, 2])
+    assert tiny.sample_.size == 6 and set(idx.tolist()) <= set(tiny.sample_.tolist())
+    with pytest.raises(ValueError, match="max_samples"):
+        WassersteinCoreSet(max_samples=0).select(X, 2)
+
+
+def test_max_samples_query_returns_pool_indices():
+    X = _data(150, d=4, seed=19)
+    X_lab, X_pool = X[:4], X[4:]
+    strat = WassersteinCoreSet(time_limit=5, metric="cosine", random_state=1, max_iter=3,
+                               max_samples=60)
+    idx = strat.query(None, X_pool, 6, X_labeled=X_lab)
+    assert idx.shape == (6,) and len(np.unique(idx)) == 6
+    assert idx.min() >= 0 and idx.max() < len(X_pool)
+    # labeled rows come first in the stacked problem, and all are in the sample
+    assert set(range(4)) <= set(strat.sample_.tolist())
+    assert set((idx + 4).tolist()) <= set(strat.sample_.tolist())
+
+
 def test_transformer_and_params():
     from sklearn.decomposition import PCA
 

@@ -108,6 +108,18 @@ def test_k_center_greedy_matches_reference():
                                cdist(X, centers, "sqeuclidean").min(axis=1), atol=1e-9)
 
 
+@pytest.mark.parametrize("block, tile", [(12, 5), (7, 3), (1, 1), (1 << 20, 256)])
+def test_min_sq_distances_tiles_cover_every_row_and_center(monkeypatch, block, tile):
+    from skal.strategies import coreset
+
+    monkeypatch.setattr(coreset, "_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(coreset, "_TILE_CENTERS", tile)
+    rng = np.random.RandomState(1)
+    X, centers = rng.randn(53, 4), rng.randn(11, 4)
+    np.testing.assert_allclose(min_sq_distances(X, centers),
+                               cdist(X, centers, "sqeuclidean").min(axis=1), atol=1e-9)
+
+
 def test_k_center_without_labeled_set_is_seeded():
     X = np.random.RandomState(0).randn(50, 3)
     a = k_center_greedy(X, 5, random_state=1)

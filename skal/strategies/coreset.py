@@ -9,6 +9,8 @@ from ..nets import features
 
 # Rows per block when computing distances, so memory stays O(pool).
 _BLOCK_ELEMENTS = 1 << 20
+# Centers per tile of min_sq_distances.
+_TILE_CENTERS = 256
 
 
 def _sq_norms(X):
@@ -18,7 +20,10 @@ def _sq_norms(X):
 def min_sq_distances(X, centers, X_sq=None):
     """Squared distance from each row of ``X`` to its nearest row of ``centers``.
 
-    Computed in blocks of centers: memory is O(len(X)), never len(X) x len(centers).
+    Computed in tiles of rows x centers: memory is O(len(X)), never
+    len(X) x len(centers). Each row block meets every center block while it is
+    in cache; blocking by centers alone would read the whole of ``X`` once per
+    few centers on a large pool, a pass count that grows with ``len(X)``.
 
     Examples
     --------
@@ -26,12 +31,16 @@ def min_sq_distances(X, centers, X_sq=None):
     array([1., 1.])
     """
     X_sq = _sq_norms(X) if X_sq is None else X_sq
+    C_sq = _sq_norms(centers)
     best = np.full(X.shape[0], np.inf)
-    block = max(1, _BLOCK_ELEMENTS // max(1, X.shape[0]))
-    for start in range(0, centers.shape[0], block):
-        C = centers[start:start + block]
-        d = X_sq[:, None] - 2.0 * (X @ C.T) + _sq_norms(C)[None, :]
-        np.minimum(best, d.min(axis=1), out=best)
+    n_cols = max(1, min(centers.shape[0], _TILE_CENTERS))
+    n_rows = max(1, _BLOCK_ELEMENTS // n_cols)
+    for r in range(0, X.shape[0], n_rows):
+        rows = slice(r, r + n_rows)
+        for c in range(0, centers.shape[0], n_cols):
+            cols = slice(c, c + n_cols)
+            d = X_sq[rows, None] - 2.0 * (X[rows] @ centers[cols].T) + C_sq[None, cols]
+            np.minimum(best[rows], d.min(axis=1), out=best[rows])
     return np.maximum(best, 0.0)
 
 

@@ -345,6 +345,11 @@ def test_max_samples_at_or_above_the_pool_size_changes_nothing():
     assert tiny.sample_.size == 6 and set(idx.tolist()) <= set(tiny.sample_.tolist())
     with pytest.raises(ValueError, match="max_samples"):
         WassersteinCoreSet(max_samples=0).select(X, 2)
+    # bad labeled rows or batch sizes are named, not hidden by the sample
+    with pytest.raises(ValueError, match=r"labeled indices must lie in \[0, 80\)"):
+        WassersteinCoreSet(max_samples=10, **kw).select(X, 4, labeled=[1, 500])
+    with pytest.raises(ValueError, match="exceeds the pool size 80"):
+        WassersteinCoreSet(max_samples=10, **kw).select(X, 79, labeled=[1, 2])
 
 
 def test_max_samples_query_returns_pool_indices():

@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from ..base import QueryStrategy, check_int
 from ..nets import features
 from ..ot import mip
+from ..ot.mip._common import _check_labeled, _check_n_select
 
 __all__ = ["KMedoidsCoreSet", "WassersteinCoreSet"]
 
@@ -40,34 +41,24 @@ class _EmbeddingMixin:
         return picked - n_lab
 
 
-def _labeled_mask(labeled, n):
-    """Boolean mask of the labeled rows (indices or a mask; out-of-range ones are
-    left to the solver's validation, which names them)."""
-    mask = np.zeros(n, dtype=bool)
-    if labeled is None:
-        return mask
-    lab = np.asarray(labeled)
-    if lab.dtype == bool:
-        if lab.shape == (n,):
-            mask |= lab
-        return mask
-    lab = lab.astype(np.int64, copy=False).ravel()
-    mask[lab[(lab >= 0) & (lab < n)]] = True
-    return mask
-
-
 def _sample_rows(E, k, labeled, max_samples, rng):
-    """Sorted rows to solve on (every labeled one plus a uniform sample of the
-    others, ``max_samples`` in all, at least ``k`` free ones), or None for all."""
-    n = len(E) if np.ndim(E) else 0
-    if max_samples is None or n <= max_samples or np.ndim(E) != 2:
-        return None
-    mask = _labeled_mask(labeled, n)
-    free = np.flatnonzero(~mask)
-    n_free = max(int(max_samples) - int(mask.sum()), int(k))
+    """The rows to solve on and the labeled ones' positions among them.
+
+    Every labeled row plus a uniform sample of the others, ``max_samples`` in
+    all (at least ``k`` free ones), sorted; ``(None, labeled)`` when the whole
+    pool is used. Bad ``labeled`` or ``k`` raise the solver's own errors here,
+    before a sample could hide them.
+    """
+    if max_samples is None or E.ndim != 2 or len(E) <= max_samples:
+        return None, labeled
+    lab = np.sort(_check_labeled(labeled, len(E)))
+    k = _check_n_select(k, len(E), lab.size)
+    free = np.setdiff1d(np.arange(len(E)), lab)
+    n_free = max(int(max_samples) - lab.size, k)
     if n_free >= free.size:
-        return None
-    return np.sort(np.r_[np.flatnonzero(mask), rng.choice(free, n_free, replace=False)])
+        return None, labeled
+    sample = np.sort(np.r_[lab, rng.choice(free, n_free, replace=False)])
+    return sample, np.searchsorted(sample, lab)
 
 
 def _check_embeddings(embeddings, metric):
@@ -279,9 +270,9 @@ class WassersteinCoreSet(_EmbeddingMixin, QueryStrategy):
         check_int(self.max_samples, "max_samples", allow_none=True)
         E = _check_embeddings(embeddings, self.metric)
         rng = check_random_state(self.random_state)
-        sample = _sample_rows(E, k, labeled, self.max_samples, rng)
+        sample, labeled = _sample_rows(E, k, labeled, self.max_samples, rng)
         if sample is not None:
-            E, labeled = E[sample], np.flatnonzero(_labeled_mask(labeled, len(E))[sample])
+            E = E[sample]
         res = mip.solve_gbd(
             E,
             k,

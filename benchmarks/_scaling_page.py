@@ -210,6 +210,7 @@ def plot(payload, specs, path):
         FixedLocator,
         FormatStrFormatter,
         FuncFormatter,
+        LogLocator,
         NullFormatter,
         NullLocator,
     )
@@ -246,13 +247,22 @@ def plot(payload, specs, path):
                 ax.xaxis.set_major_locator(FixedLocator(sizes))
                 ax.xaxis.set_minor_locator(NullLocator())
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _size_label(int(v))))
-                ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%.4g"))
                 low, high = ax.get_ylim()
-                # Minor labels only where a panel spans less than a decade (no major tick
-                # inside); across decades they crowd the axis.
-                ax.yaxis.set_minor_formatter(
-                    FormatStrFormatter("%.3g") if high / low < 10 else NullFormatter())
-                ax.legend(fontsize=6, loc="upper left")
+                if high / low < 10:
+                    # A panel spans at least a decade: autoscaled to its own narrow
+                    # range, 130-146 MiB looked like a tenfold swing.
+                    mid = math.sqrt(low * high)
+                    low, high = mid / math.sqrt(10), mid * math.sqrt(10)
+                    ax.set_ylim(low, high)
+                # Minor labels (at 2, 3 and 5 x 10^k) where the panel spans less than
+                # two decades, so it has more than one label; across more they crowd.
+                if high / low < 100:
+                    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 3, 5)))
+                    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+                else:
+                    ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.legend(fontsize=6, loc="best")
             else:
                 ax.text(0.5, 0.5, "pending", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(fam if key == "query_seconds" else f"{fam} (memory)", fontsize=9)

@@ -17,9 +17,9 @@ chosen points), so an interrupted run resumes. The shared model is pickled besid
 the JSON; when the pickle is lost, it is trained again (seeded) and the points
 are kept only when its parameters' fingerprint matches the one recorded. The
 script then fits the log-log slope of time and memory in N per strategy and writes
-``docs/scaling.md`` and ``docs/img/scaling.png``
-from the JSON alone (points not run yet show as pending). It also measures batched
-inference (``skal.nets.predict_logits``) against the raw module's no-grad forward.
+``docs/scaling.md`` and ``docs/img/scaling.png`` from the JSON alone (points not run
+yet show as pending). It also measures batched inference
+(``skal.nets.predict_logits``) against the raw module's no-grad forward.
 
     python benchmarks/bench_scaling.py                         # everything, N = 10K 40K 160K
     python benchmarks/bench_scaling.py --strategies margin dfal --sizes 10000

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 __all__ = [
     "ALIASES",
+    "Factory",
     "SEMI_SUPERVISED",
     "STRATEGIES",
     "StrategyEntry",
@@ -18,6 +19,21 @@ __all__ = [
     "strategy_family",
     "strategy_status",
 ]
+
+
+class Factory(NamedTuple):
+    """A keyword value built when the strategy is made (``module.name(**kwargs)``).
+
+    Keeps the table importable without torch or scikit-learn, and gives every
+    strategy its own object (an embedding transformer is fitted in place).
+    """
+
+    module: str
+    name: str
+    kwargs: dict = {}
+
+    def build(self):
+        return getattr(importlib.import_module(self.module), self.name)(**self.kwargs)
 
 
 class StrategyEntry(NamedTuple):
@@ -89,6 +105,16 @@ STRATEGIES = {
                                "(small budgets, cold start)"),
     "probcover": StrategyEntry("skal.strategies.probcover", "ProbCover", {}, None, "geometric",
                                "greedy max coverage of delta-balls (small budgets, cold start)"),
+    # The papers cluster a fixed, label-free space; the pixels' principal
+    # components stand in for their self-supervised one (docs/typiclust_probcover.md).
+    "typiclust-pca": StrategyEntry("skal.strategies.typiclust", "TypiClust",
+                                   {"embedding": Factory("skal.nets", "pixel_pca")}, None,
+                                   "geometric", "TypiClust on the pixels' 50 principal components "
+                                   "(fixed, label-free space)"),
+    "probcover-pca": StrategyEntry("skal.strategies.probcover", "ProbCover",
+                                   {"embedding": Factory("skal.nets", "pixel_pca")}, None,
+                                   "geometric", "ProbCover on the pixels' 50 principal components "
+                                   "(fixed, label-free space)"),
     "cluster-margin": StrategyEntry("skal.strategies.cluster_margin", "ClusterMargin", {}, None,
                                     "uncertainty", "lowest margins, round-robin over HAC "
                                     "clusters (large batches)"),
@@ -156,6 +182,7 @@ def make_strategy(name, random_state=None):
         raise ValueError(
             f"strategy {name!r} is unavailable: {module} has no {class_name}.") from exc
     args = (make_strategy(base, random_state),) if base is not None else ()
+    kwargs = {k: v.build() if isinstance(v, Factory) else v for k, v in kwargs.items()}
     strategy = cls(*args, **kwargs)
     if random_state is not None and "random_state" in strategy.get_params(deep=False):
         strategy.set_params(random_state=random_state)

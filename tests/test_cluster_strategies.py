@@ -378,3 +378,36 @@ def test_bad_parameters_raise_clear_errors(strategy, match):
 def test_normalize_must_be_a_bool(strategy):
     with pytest.raises(TypeError, match="normalize"):
         strategy.set_params(embedding="input").query(None, np.zeros((5, 2)), 1)
+
+
+def test_pixel_pca_variants_cluster_the_pools_principal_components():
+    from sklearn.pipeline import make_pipeline
+
+    from skal.nets import Flatten, pixel_pca
+
+    rng = np.random.RandomState(0)
+    centers = rng.normal(scale=3.0, size=(3, 1, 6, 6))
+    images = np.concatenate([c + rng.normal(scale=0.5, size=(40, 1, 6, 6)) for c in centers])
+    blob = np.repeat(np.arange(3), 40)
+    # Reference: the same PCA fitted by hand on the flat pixels, given already fitted.
+    by_hand = make_pipeline(Flatten(), PCA(n_components=5, random_state=0)).fit(images)
+    ref = TypiClust(embedding=by_hand, random_state=0).query(None, images, 3)
+    strat = TypiClust(embedding=pixel_pca(5), random_state=0)
+    assert np.array_equal(strat.query(None, images, 3), ref)
+    assert sorted(blob[ref]) == [0, 1, 2]
+    assert np.allclose(strat.embedding_[-1].components_, by_hand[-1].components_)
+    # Registry variants: each strategy its own unfitted transformer, stable repr.
+    a, b = make_strategy("typiclust-pca"), make_strategy("typiclust-pca")
+    assert a.embedding is not b.embedding and repr(a) == repr(b) and "0x" not in repr(a)
+    assert make_strategy("probcover-pca").embedding[-1].n_components == 50
+
+
+def test_flatten_is_stateless_and_fitted():
+    from sklearn.utils.validation import check_is_fitted
+
+    from skal.nets import Flatten
+
+    check_is_fitted(Flatten())
+    X = np.arange(24.0).reshape(2, 3, 4)
+    assert np.array_equal(Flatten().fit_transform(X), X.reshape(2, 12))
+    assert np.array_equal(clone(Flatten()).transform(X[:1]), X[:1].reshape(1, 12))

@@ -24,10 +24,6 @@ __all__ = ["MODELS", "Worker", "make_model"]
 MODELS = {"logreg": (16, "rgb"), "lenet5": (28, "rgb")}
 
 
-def _flatten(X):
-    return np.asarray(X).reshape(len(X), -1)
-
-
 def make_model(name, n_classes, random_state=0):
     """The learner's estimator for ``--model``.
 
@@ -45,10 +41,12 @@ def make_model(name, n_classes, random_state=0):
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer, StandardScaler
+        from sklearn.preprocessing import StandardScaler
+
+        from ..nets import Flatten
 
         return make_pipeline(
-            FunctionTransformer(_flatten), StandardScaler(),
+            Flatten(), StandardScaler(),
             LogisticRegression(max_iter=300, random_state=random_state),
         )
     if name == "lenet5":

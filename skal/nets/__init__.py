@@ -15,6 +15,7 @@ from ._glue import (
     resolve_device,
     to_logits,
 )
+from ._pixels import Flatten, pixel_pca
 from ._zoo import (
     VGG8,
     DigitsCNN,
@@ -28,6 +29,7 @@ from ._zoo import (
 __all__ = [
     "DEFAULT_INFERENCE_BATCH_SIZE",
     "DigitsCNN",
+    "Flatten",
     "FashionLeNet",
     "LeNet5",
     "NeuralNetClassifier",
@@ -43,6 +45,7 @@ __all__ = [
     "last_linear",
     "mc_dropout_proba",
     "outputs_are_logits",
+    "pixel_pca",
     "predict_logits",
     "predict_proba",
     "resolve_device",

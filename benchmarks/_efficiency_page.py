@@ -214,6 +214,9 @@ def render_page(sections, results_dir, quick=False):
         "| Fashion-MNIST, small budget | the same pools | the same | 100 random + 9 queries x "
         "100 = 1,000 (thesis, BALNet chapter) | " + _recipe_line("fashion-mnist-thesis", sections)
         + " |",
+        "| Fashion-MNIST, low budget | the same pools | the same | 10 random + 9 queries x 10 "
+        "= 100 (TypiClust's and ProbCover's regime: one label per class per round) | "
+        + _recipe_line("fashion-mnist-low", sections) + " |",
         "| digits (sklearn, 8x8) | 1,347 (stratified 75 %) | 450 | 20 random + 10 queries x 20 "
         "= 220 | " + _recipe_line("digits", sections) + " |",
         "",
@@ -279,6 +282,7 @@ def render_page(sections, results_dir, quick=False):
     ]
     titles = {"fashion-mnist": "Fashion-MNIST",
               "fashion-mnist-thesis": "Fashion-MNIST, small budget (thesis protocol)",
+              "fashion-mnist-low": "Fashion-MNIST, low budget (10 + 9 x 10 labels)",
               "digits": "Digits"}
     for dataset, title in titles.items():
         out += [f"## {title}", ""]

@@ -9,7 +9,7 @@ import numpy as np
 
 from skal import registry
 
-DATASETS = ("fashion-mnist", "fashion-mnist-thesis", "digits")
+DATASETS = ("fashion-mnist", "fashion-mnist-thesis", "fashion-mnist-low", "digits")
 
 # ---------------------------------------------------------------------------
 # Protocols
@@ -31,6 +31,14 @@ PROTOCOLS = {
                  "n_queries": 9, "max_epochs": None},
         "quick": _FASHION_MNIST_QUICK,
         "targets": (0.75, 0.80),
+    },
+    # The budgets TypiClust and ProbCover were designed for: about one label per
+    # class per round (Hacohen et al. 2022 start CIFAR-10 at 10 labels).
+    "fashion-mnist-low": {
+        "full": {"n_pool": 40000, "n_test": None, "n_initial": 10, "batch_size": 10,
+                 "n_queries": 9, "max_epochs": None},
+        "quick": {**_FASHION_MNIST_QUICK, "n_initial": 10, "batch_size": 10},
+        "targets": (0.50, 0.60),
     },
     "digits": {
         "full": {"n_pool": None, "n_test": None, "n_initial": 20, "batch_size": 20,
@@ -84,6 +92,8 @@ DEFAULT_STRATEGIES = {
     # Issue 5's comparison under the thesis's BALNet protocol.
     "fashion-mnist-thesis": ("random", "entropy", "bald", "coreset", "balnet",
                              "balnet+wasserstein"),
+    "fashion-mnist-low": ("random", "margin", "coreset", "typiclust", "typiclust-pca",
+                          "probcover", "probcover-pca"),
     "digits": ("random", "entropy", "margin", "bald", "coreset", "dfal", "dqbc", "waal"),
 }
 # --quick without --strategies: a smoke run of under a minute on a CPU.

@@ -15,6 +15,9 @@ Protocols
 * ``fashion-mnist-thesis``: the thesis's BALNet protocol (Ducoffe 2018, ch. 5) on
   the same per-seed pools and test set: 100 random labels, then 9 queries of 100
   (100 ... 1,000 labels).
+* ``fashion-mnist-low``: the budgets TypiClust and ProbCover target, on the same
+  pools and test set: 10 random labels, then 9 queries of 10 (10 ... 100 labels),
+  with the small-budget recipe.
 * ``digits``: a small-budget protocol on scikit-learn's 8x8 digits: 1,347-image pool
   and 450 test images (stratified split), 20 random labels then 10 queries of 20.
 * ``--quick`` shrinks either to a smoke run of under a minute on a CPU.

@@ -69,6 +69,8 @@ RECIPES["fashion-mnist-thesis"] = {
     "early_stopping_patience": None, "plateau_patience": None, "plateau_factor": None,
     "waal_patience": None,
 }
+# The cold-start-like protocol (10 + 9 x 10 labels) trains as the small-budget one.
+RECIPES["fashion-mnist-low"] = dict(RECIPES["fashion-mnist-thesis"])
 
 
 class AugmentCollate:
@@ -298,7 +300,7 @@ def training_recipe(dataset, *, n_classes=10, semi_supervised=False, max_epochs=
     epoch's weights are kept) and a learning-rate cut by 0.3 when the held-out
     loss plateaus, and training batches are augmented with flips and small
     shifts. With fewer labels, and always on digits and in the small-budget
-    Fashion-MNIST protocol, it trains a fixed 60 epochs on all labels; on digits
+    Fashion-MNIST protocols, it trains a fixed 60 epochs on all labels; on digits
     the supervised net then loads the mean of the last 15 epochs' weights
     (:class:`AverageLastEpochs`), which keeps one unlucky last epoch from costing
     a round several points of accuracy (not WAAL's: its critic is trained against
@@ -306,7 +308,7 @@ def training_recipe(dataset, *, n_classes=10, semi_supervised=False, max_epochs=
 
     Parameters
     ----------
-    dataset : {"digits", "fashion-mnist", "fashion-mnist-thesis"}
+    dataset : {"digits", "fashion-mnist", "fashion-mnist-thesis", "fashion-mnist-low"}
     n_classes : int, default=10
     semi_supervised : bool, default=False
         Return a :class:`skal.models.WAALClassifier` on the same module (for the

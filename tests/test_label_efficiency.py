@@ -174,6 +174,12 @@ def test_training_recipe():
     p = le.PROTOCOLS["fashion-mnist-thesis"]["full"]
     assert (p["n_initial"], p["batch_size"], p["n_initial"] + p["n_queries"] * p["batch_size"]) \
         == (100, 100, 1000)
+    # The low-budget protocol (10 -> 100 by 10) shares the small-budget recipe and pools.
+    low = le.PROTOCOLS["fashion-mnist-low"]["full"]
+    assert (low["n_initial"], low["batch_size"], low["n_queries"], low["n_pool"]) \
+        == (10, 10, 9, p["n_pool"])
+    assert le.RECIPES["fashion-mnist-low"] == le.RECIPES["fashion-mnist-thesis"]
+    assert le.training_recipe("fashion-mnist-low").batch_size == 32
     with pytest.raises(ValueError, match="Unknown data set"):
         le.training_recipe("cifar")
 

@@ -88,7 +88,8 @@ CLASS_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shi
                "bag", "boot")
 
 #: Protocol name here -> the runner's data set.
-PROTOCOL_DATASETS = {"waal": "fashion-mnist", "small": "fashion-mnist-thesis"}
+PROTOCOL_DATASETS = {"waal": "fashion-mnist", "small": "fashion-mnist-thesis",
+                     "low": "fashion-mnist-low"}
 
 # Strategy rows per protocol: the losers, random (twice: the spread of random
 # itself), a winner for reference, and the fixes / batch-aware alternatives.
@@ -101,6 +102,7 @@ STRATEGY_ROWS = {
     "small": ("random", "random-2", "margin", "entropy", "bald", "bald-last-dropout",
               "batchbald", "powerbald", "coreset", "coreset-l2", "coreset-pca50", "badge",
               "typiclust", "probcover"),
+    "low": ("random", "random-2", "margin", "coreset", "typiclust", "probcover"),
 }
 QUICK_ROWS = ("random", "random-2", "entropy", "bald", "bald-last-dropout", "coreset",
               "coreset-l2", "coreset-pca50", "powerbald")

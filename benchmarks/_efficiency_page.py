@@ -182,6 +182,32 @@ def _recipe_line(dataset, sections=None):
     return describe_recipe(_run_recipe(dataset, sections or {}))
 
 
+def _first_model_note(payloads):
+    """A warning when runs of one seed started from different round-0 models.
+
+    Same seed means same labels and initial weights, but runs made on other
+    machines (other CPU kernels, library versions) can train a different first
+    model, which loosens the pairing of their rows.
+    """
+    from skal.registry import SEMI_SUPERVISED  # WAAL's first model is trained differently
+
+    firsts = {}
+    for p in payloads:
+        if p["strategy"] in SEMI_SUPERVISED:
+            continue
+        firsts.setdefault(p["seed"], set()).add(round(float(p["accuracy"][0]), 4))
+    spread = {s: sorted(v) for s, v in sorted(firsts.items()) if len(v) > 1}
+    if not spread:
+        return []
+    parts = "; ".join(f"seed {s}: " + ", ".join(f"{100 * a:.2f}" for a in v)
+                      for s, v in spread.items())
+    return [f"Not every run of a seed started from the same first model: the round-0 test "
+            f"accuracy differs between runs made on different machines ({parts} %). Rows "
+            "from different batches of runs are paired less tightly than the same seed "
+            "suggests; the first column of the accuracy table shows which rows share a start.",
+            ""]
+
+
 def render_page(sections, results_dir, quick=False):
     """The whole docs/results.md page (narrative + tables from the JSONs)."""
     rel_results = os.path.relpath(results_dir, _root()).replace(os.sep, "/")
@@ -307,6 +333,7 @@ def render_page(sections, results_dir, quick=False):
             "process's resident memory during the run, data included.",
             "",
         ]
+        out += _first_model_note(payloads)
         full = None if quick else full_data_accuracy(results_dir, dataset)
         tables = markdown_tables(payloads, dataset, full_accuracy=full)
         out += [tables[0], ""]

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._efficiency_protocols import load_protocol_data
+from benchmarks.diagnose_strategies import CLASS_NAMES
 from skal import ProbCover
 from skal.nets import pixel_pca
 
-CLASS_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-               "bag", "boot")
 OUT = Path(__file__).resolve().parent / "results" / "probcover_coverage.json"
 
 

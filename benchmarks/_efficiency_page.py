@@ -24,6 +24,7 @@ from benchmarks._efficiency_protocols import (
     STRATEGIES,
 )
 from skal.recipes import RECIPES, describe_recipe
+from skal.registry import strategy_family
 from skal.simulation import SimulationResult, SimulationResults
 
 
@@ -147,23 +148,29 @@ def markdown_tables(payloads, dataset, full_accuracy=None):
 
 
 def plot_results(payloads, dataset, path):
-    """PNG of the mean learning curves; on Fashion-MNIST, the paper's as dashed lines."""
+    """PNG of the mean learning curves; on Fashion-MNIST, the paper's as dashed lines.
+
+    Many strategies are drawn as one panel per registry family, so that every
+    line and legend stays readable.
+    """
     results = _results(payloads)
+    groups = {name: strategy_family(name) for name in results.strategies}
     fig = results.plot(None, title=f"{dataset}: test accuracy vs labels "
-                                   f"(mean over seeds, band = ±1 std)")
-    ax = fig.axes[0]
+                                   f"(mean over seeds, band = ±1 std)", groups=groups)
     if dataset == "fashion-mnist" and not any(p["quick"] for p in payloads):
-        colors = {line.get_label().split(" (AUBC")[0]: line.get_color() for line in ax.get_lines()}
-        drawn = False
-        for name, color in colors.items():
-            column = PAPER_COLUMN.get(name)
-            if column:
-                ax.plot(PAPER_SIZES, np.asarray(PAPER_TABLE4[column]) / 100, linestyle="--",
-                        linewidth=1, color=color, label="_paper")
-                drawn = True
-        if drawn:
-            ax.plot([], [], "k--", linewidth=1, label="dashed: WAAL paper, Table 4")
-            ax.legend(loc="lower right", fontsize="small")
+        for ax in fig.axes:
+            colors = {line.get_label().split(" (AUBC")[0]: line.get_color()
+                      for line in ax.get_lines()}
+            drawn = False
+            for name, color in colors.items():
+                column = PAPER_COLUMN.get(name)
+                if column:
+                    ax.plot(PAPER_SIZES, np.asarray(PAPER_TABLE4[column]) / 100, linestyle="--",
+                            linewidth=1, color=color, label="_paper")
+                    drawn = True
+            if drawn:
+                ax.plot([], [], "k--", linewidth=1, label="dashed: WAAL paper, Table 4")
+                ax.legend(loc="lower right", fontsize="x-small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
@@ -189,11 +196,9 @@ def _first_model_note(payloads):
     machines (other CPU kernels, library versions) can train a different first
     model, which loosens the pairing of their rows.
     """
-    from skal.registry import SEMI_SUPERVISED  # WAAL's first model is trained differently
-
     firsts = {}
     for p in payloads:
-        if p["strategy"] in SEMI_SUPERVISED:
+        if p["strategy"] in _SEMI_SUPERVISED:  # WAAL's first model is trained differently
             continue
         firsts.setdefault(p["seed"], set()).add(round(float(p["accuracy"][0]), 4))
     spread = {s: sorted(v) for s, v in sorted(firsts.items()) if len(v) > 1}

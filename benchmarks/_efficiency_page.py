@@ -27,6 +27,10 @@ from skal.recipes import RECIPES, describe_recipe
 from skal.registry import strategy_family
 from skal.simulation import SimulationResult, SimulationResults
 
+#: Random (and margin) reruns on the machine of later runs, beside the results
+#: folder: they pair those runs with a random run from the same first model.
+SAME_START_DIR = "same_start"
+
 
 def _root():
     # The runner's _ROOT, read at call time: tests point it at a scratch checkout.
@@ -92,17 +96,35 @@ def _labels_cell(hits, n_runs):
     return cell
 
 
-def markdown_tables(payloads, dataset, full_accuracy=None):
+def _first_model(payload):
+    return payload["seed"], round(float(payload["accuracy"][0]), 4)
+
+
+def _paired_cell(runs, randoms):
+    """Mean AUBC difference to the random run of the same seed and the same first model."""
+    by_start = {_first_model(r): r["aubc"] for r in randoms}
+    diffs = [r["aubc"] - by_start[_first_model(r)] for r in runs if _first_model(r) in by_start]
+    if not diffs:
+        return "-"
+    cell = f"{np.mean(diffs):+.3f}"
+    return cell if len(diffs) == len(runs) else f"{cell} ({len(diffs)}/{len(runs)} seeds)"
+
+
+def markdown_tables(payloads, dataset, full_accuracy=None, references=()):
     """Markdown: the summary table and, on Fashion-MNIST, the paper comparison.
 
     With ``full_accuracy`` (the recipe trained on the whole pool), a column gives
     the labels needed to reach 98 % of it, the thesis's Table 4.2 metric.
+    ``references`` are extra random runs (reruns on another machine) for the
+    column that pairs each run with the random run of its seed that started from
+    the same first model (same round-0 accuracy).
     """
     by_name = {}
     for p in payloads:
         by_name.setdefault(p["strategy"], []).append(p)
+    randoms = [p for p in [*payloads, *references] if p["strategy"] == "random"]
     targets = PROTOCOLS[dataset]["targets"]
-    head = ["strategy", "seeds", "AUBC", "final accuracy (%)"]
+    head = ["strategy", "seeds", "AUBC", "vs random, same first model", "final accuracy (%)"]
     head += [f"labels to {100 * t:.0f} %" for t in targets]
     if full_accuracy is not None:
         head += [f"labels to 98 % of full data ({100 * 0.98 * full_accuracy:.1f} %)"]
@@ -111,6 +133,7 @@ def markdown_tables(payloads, dataset, full_accuracy=None):
     for name, runs in by_name.items():
         cells = [f"`{name}`", str(len(runs)),
                  _mean_std([r["aubc"] for r in runs]),
+                 "-" if name == "random" else _paired_cell(runs, randoms),
                  _mean_std([r["final_accuracy"] for r in runs], 100, 2)]
         for t in targets:
             cells.append(_labels_cell([r["labels_to_target"].get(f"{t:.2f}") for r in runs],
@@ -340,8 +363,15 @@ def render_page(sections, results_dir, quick=False):
         ]
         out += _first_model_note(payloads)
         full = None if quick else full_data_accuracy(results_dir, dataset)
-        tables = markdown_tables(payloads, dataset, full_accuracy=full)
+        references = load_results(Path(results_dir).parent / SAME_START_DIR, dataset)
+        tables = markdown_tables(payloads, dataset, full_accuracy=full, references=references)
         out += [tables[0], ""]
+        if references:
+            out += ["\"vs random, same first model\" is the mean AUBC difference to the random "
+                    "run of the same seed that started from the same round-0 model (same test "
+                    "accuracy); random was rerun on the machine of the later runs for this "
+                    f"(`--strategies random --results-dir benchmarks/results/{SAME_START_DIR}`). "
+                    "\"(k/n seeds)\": only k of the row's seeds have such a random run.", ""]
         out += _coverage_notes(dataset, payloads, seeds)
         if full is not None:
             out += [f"Full data: the same recipe trained on the whole pool reaches "

@@ -90,6 +90,12 @@ CLASS_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shi
 #: Protocol name here -> the runner's data set.
 PROTOCOL_DATASETS = {"waal": "fashion-mnist", "small": "fashion-mnist-thesis",
                      "low": "fashion-mnist-low"}
+#: ``runs`` reads the finished full runs only, so it covers digits too.
+FULL_RUN_DATASETS = {**PROTOCOL_DATASETS, "digits": "digits"}
+
+
+def _class_names(protocol):
+    return tuple(str(d) for d in range(10)) if protocol == "digits" else CLASS_NAMES
 
 # Strategy rows per protocol: the losers, random (twice: the spread of random
 # itself), a winner for reference, and the fixes / batch-aware alternatives.
@@ -468,7 +474,7 @@ def run(args):
 def full_run_balance(results_dir=RESULTS_DIR):
     """``{protocol: {strategy: {seed: [class entropy of round 1, 2, ...]}}}`` and the AUBCs."""
     out = {}
-    for protocol, dataset in PROTOCOL_DATASETS.items():
+    for protocol, dataset in FULL_RUN_DATASETS.items():
         for path in sorted(Path(results_dir).glob(f"{dataset}__*__seed*.json")):
             payload = json.loads(path.read_text(encoding="utf-8"))
             if payload.get("dataset") != dataset or payload.get("quick"):
@@ -633,7 +639,8 @@ def full_run_table(data):
             aubc = np.mean([r["aubc"] for r in recs])
             counts = np.sum([r.get("class_counts", np.zeros(10)) for r in recs], axis=0)
             counts = counts / max(counts.sum(), 1)
-            top = ", ".join(f"{CLASS_NAMES[i]} {counts[i]:.2f}" for i in np.argsort(-counts)[:3])
+            names = _class_names(protocol)
+            top = ", ".join(f"{names[i]} {counts[i]:.2f}" for i in np.argsort(-counts)[:3])
             out.append(f"| `{name}` | {len(recs)} | {aubc:.3f} | {ent.mean():.3f} | "
                        f"{ent.min():.3f} | {share.mean():.2f} | {top} |")
         out.append("")
@@ -709,7 +716,7 @@ def figures(args):
         fig, ax = plt.subplots(figsize=(8, 4))
         shown = [n for n in ("random", "margin", "entropy", "bald", "coreset", "kmedoids-coreset",
                              "wasserstein-coreset", "wasserstein-prototypes", "balnet",
-                             "balnet+wasserstein") if n in strategies]
+                             "balnet+wasserstein", "dqbc", "waal") if n in strategies]
         for name in shown:
             ent = np.asarray([r["class_entropy"] for r in strategies[name].values()])
             ax.plot(np.arange(1, ent.shape[1] + 1), ent.mean(axis=0), marker="o", ms=3,

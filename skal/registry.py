@@ -128,6 +128,12 @@ STRATEGIES = {
                                      {"mode": "softmax"}, "entropy", "uncertainty",
                                      "entropy batch sampled with softmax weights "
                                      "(stochastic batch acquisition)"),
+    # DQBC's top-k batches of a few tens are lopsided on digits (half from one
+    # class); the rank-based draw keeps its committee score (docs/dqbc.md).
+    "softrank-dqbc": StrategyEntry("skal.strategies.stochastic", "StochasticBatch",
+                                   {"mode": "softrank"}, "dqbc", "committee",
+                                   "DQBC batch sampled with rank weights 1/rank "
+                                   "(stochastic batch acquisition)"),
 }
 
 #: Strategies whose learner is trained differently (WAAL's critic needs a

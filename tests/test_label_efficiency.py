@@ -241,10 +241,31 @@ def test_labels_to_98_percent_of_full_data_column(quick_results):
     assert "labels to 98 % of full data (0.0 %)" in lines[0]
     first = payloads[0]["n_labeled"][0]
     row = next(line for line in lines if line.startswith("| `random`"))
-    assert row.split(" | ")[6] == str(first)
+    assert row.split(" | ")[7] == str(first)
     never = le.markdown_tables(payloads, "digits", full_accuracy=1.03)[0]
     assert next(line for line in never.splitlines()
-                if line.startswith("| `random`")).split(" | ")[6] == "not reached"
+                if line.startswith("| `random`")).split(" | ")[7] == "not reached"
+
+
+def test_paired_column_uses_the_random_run_with_the_same_first_model(quick_results):
+    payloads = le.load_results(quick_results, "digits", quick=True)
+    entropy = next(p for p in payloads if p["strategy"] == "entropy")
+    random_ = next(p for p in payloads if p["strategy"] == "random")
+
+    def row(table, name):
+        return next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+
+    same = le.markdown_tables(payloads, "digits")[0]
+    assert "vs random, same first model" in same.splitlines()[0]
+    assert row(same, "entropy").split(" | ")[3] == f"{entropy['aubc'] - random_['aubc']:+.3f}"
+    assert row(same, "random").split(" | ")[3] == "-"
+    # A random run from another first model is not a pair; a rerun from the same one is.
+    moved = dict(random_, accuracy=[random_["accuracy"][0] + 0.01, *random_["accuracy"][1:]])
+    unpaired = le.markdown_tables([entropy, moved], "digits")[0]
+    assert row(unpaired, "entropy").split(" | ")[3] == "-"
+    rerun = dict(random_, aubc=random_["aubc"] - 0.25)
+    paired = le.markdown_tables([entropy, moved], "digits", references=[rerun])[0]
+    assert row(paired, "entropy").split(" | ")[3] == f"{entropy['aubc'] - rerun['aubc']:+.3f}"
 
 
 def test_results_page_quotes_the_low_budget_benchmark(tmp_path, monkeypatch):

@@ -72,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     done = json.loads(args.out.read_text(encoding="utf-8"))["rows"] if args.out.exists() else []
-    rows = [r for r in done if r["dataset"] == args.dataset]
+    rows = list(done)  # every data set's rows are kept; lookups filter on this one
     jobs = [(name, None) for name in args.strategies]
     jobs += [("waal", w) for w in args.waal_selection_weights]
     print("| query | trainer | seed | AUBC | first model | final accuracy | class balance |")
@@ -82,7 +82,8 @@ def main(argv=None):
         for name, weight in jobs:
             label = name if weight is None else f"waal (selection_weight={weight:g})"
             names += [label] if label not in names else []
-            r = next((r for r in rows if r["strategy"] == label and r["seed"] == seed), None)
+            r = next((r for r in rows if r["dataset"] == args.dataset and r["strategy"] == label
+                      and r["seed"] == seed), None)
             if r is None:  # rows are reused on a rerun
                 r = measure(args.dataset, name, seed, args.threads, weight)
                 rows.append(r)
@@ -93,9 +94,10 @@ def main(argv=None):
             print(f"| {label} | WAAL's | {seed} | {r['aubc']:.3f} | {r['accuracy'][0]:.3f} | "
                   f"{r['accuracy'][-1]:.3f} | {np.mean(r['class_entropy']):.2f} |", flush=True)
     for name in names:
-        aubcs = [r["aubc"] for r in rows if r["strategy"] == name and r["seed"] in args.seeds]
-        balance = [np.mean(r["class_entropy"]) for r in rows
-                   if r["strategy"] == name and r["seed"] in args.seeds]
+        mine = [r for r in rows if r["dataset"] == args.dataset and r["strategy"] == name
+                and r["seed"] in args.seeds]
+        aubcs = [r["aubc"] for r in mine]
+        balance = [np.mean(r["class_entropy"]) for r in mine]
         print(f"| {name} | WAAL's | mean | {np.mean(aubcs):.3f} | | | {np.mean(balance):.2f} |")
     print(f"(JSON in {args.out})")
     return 0

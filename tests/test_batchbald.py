@@ -264,6 +264,24 @@ def test_stochastic_batch_wraps_any_score_strategy(digits_split):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
+def test_softrank_dqbc_draws_by_dqbc_rank(trained_net, digits_split):
+    from skal import DQBC
+    from skal.registry import make_strategy
+
+    X = digits_split[0][300:500]
+    strategy = make_strategy("softrank-dqbc", random_state=0)
+    assert isinstance(strategy, StochasticBatch) and isinstance(strategy.base_strategy, DQBC)
+    assert strategy.mode == "softrank"
+    a = strategy.query(trained_net, X, 10)
+    assert len(np.unique(a)) == 10 and a.max() < len(X)
+    np.testing.assert_array_equal(a, clone(strategy).query(trained_net, X, 10))
+    # The draw ranks DQBC's own utilities; a huge beta gives DQBC's top-k.
+    scores = DQBC(random_state=0).utilities(trained_net, X)
+    greedy = StochasticBatch(DQBC(random_state=0), mode="softrank", beta=1e4, random_state=0)
+    np.testing.assert_array_equal(np.sort(greedy.query(trained_net, X, 10)),
+                                  np.sort(top_k(scores, 10)))
+
+
 def test_powerbald_and_batchbald_grid_search_with_a_net(digits_split):
     X, y, _, _ = digits_split
     clf = ActiveLearningClassifier(cnn_classifier("digits", 10, max_epochs=1), RandomSampling(),

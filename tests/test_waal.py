@@ -1,6 +1,8 @@
 """WAAL: training objective (skal.models.WAALClassifier) and query (WAAL strategy)."""
 
+import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -380,6 +382,21 @@ def test_query_weight_zero_is_pure_uncertainty(fitted):
     net, X_pool = fitted
     idx = WAAL(selection_weight=0.0).query(net, X_pool, n_instances=5)
     _, logp = WAAL().critic_and_log_proba(net, X_pool)
+    np.testing.assert_array_equal(idx, np.argsort(waal_uncertainty(logp), kind="stable")[:5])
+
+
+def test_collapsed_critic_is_reported_and_query_falls_back_to_uncertainty(fitted):
+    net, X_pool = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a working critic tells samples apart: no warning
+        WAAL().query(net, X_pool, n_instances=5)
+    dead = copy.deepcopy(net)
+    with torch.no_grad():  # every hidden ReLU inactive: what training on digits ends in
+        dead.critic_.net[0].weight.zero_()
+        dead.critic_.net[0].bias.fill_(-1.0)
+    with pytest.warns(UserWarning, match="collapsed"):
+        idx = WAAL(selection_weight=10.0).query(dead, X_pool, n_instances=5)
+    _, logp = WAAL().critic_and_log_proba(dead, X_pool)
     np.testing.assert_array_equal(idx, np.argsort(waal_uncertainty(logp), kind="stable")[:5])
 
 

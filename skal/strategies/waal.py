@@ -8,6 +8,8 @@ look unlabeled, i.e. far in transport terms from the labeled set). The batch is 
 ``n_instances`` smallest scores.
 """
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -65,6 +67,29 @@ def waal_uncertainty(log_proba, uncertainty="l2+l1", mixture=0.5):
     return u.numpy() if is_numpy else u
 
 
+#: Share of the pool at one critic value above which the critic counts as collapsed.
+_COLLAPSED_SHARE = 0.5
+
+
+def _warn_if_critic_collapsed(g):
+    # A critic whose hidden ReLUs have died returns its output bias for nearly every
+    # sample; seen on digits with skal's recipe (docs/waal.md). The query is then the
+    # uncertainty term alone, whatever selection_weight says, and the user should know.
+    if g.size < 2:
+        return
+    _, counts = np.unique(np.round(g, 6), return_counts=True)
+    share = counts.max() / g.size
+    if share > _COLLAPSED_SHARE:
+        warnings.warn(
+            f"WAAL's critic gives {share:.0%} of the pool the same value "
+            f"({np.median(g):.4f}): it has collapsed (its hidden units are inactive), so "
+            "selection_weight cannot change the batch and the query is WAAL's uncertainty "
+            "term alone. Check the learner's critic_grad_norm history; see docs/waal.md.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 class WAAL(ScoreBasedStrategy):
     """WAAL query strategy (Shui et al., AISTATS 2020): uncertainty plus critic diversity.
 
@@ -89,6 +114,12 @@ class WAAL(ScoreBasedStrategy):
         Score only a random subset of the pool of this size.
     random_state : int, RandomState instance or None, default=None
         Draws the candidate subset.
+
+    Warns
+    -----
+    UserWarning
+        When the critic gives more than half of the pool the same value (its hidden
+        units have died): ``selection_weight`` then cannot change the batch.
 
     Examples
     --------
@@ -189,6 +220,7 @@ class WAAL(ScoreBasedStrategy):
     def _utilities(self, estimator, X):
         self._check_params()
         g, log_proba = self.critic_and_log_proba(estimator, X)
+        _warn_if_critic_collapsed(g)
         u = waal_uncertainty(log_proba, self.uncertainty, self.mixture)
         utilities = self.selection_weight * g - u
         # A class probability that underflows makes u infinite: such a point is

@@ -5,6 +5,7 @@ arguments. It answers one question: given a fitted model and a pool of unlabeled
 samples, which ``n_instances`` samples should be labeled next?
 """
 
+import os
 import sys
 from dataclasses import dataclass, fields
 
@@ -26,7 +27,27 @@ __all__ = [
     "check_taught",
     "accepts_unlabeled",
     "with_unlabeled_tag",
+    "user_stacklevel",
 ]
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that makes a warning point at the first caller outside skal.
+
+    Strategies warn from different depths (directly, through a wrapper such as
+    :class:`skal.StochasticBatch`, from a learner); counting the frames keeps the
+    warning on the user's line in all of them.
+
+    Examples
+    --------
+    >>> user_stacklevel() >= 1
+    True
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_pool(X_pool, *, name="X_pool", accept_sparse=False):

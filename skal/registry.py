@@ -134,11 +134,17 @@ STRATEGIES = {
                                    {"mode": "softrank"}, "dqbc", "committee",
                                    "DQBC batch sampled with rank weights 1/rank "
                                    "(stochastic batch acquisition)"),
+    # WAAL's top-k batches on digits come from one or two classes once its critic
+    # collapses (docs/waal.md); the same rank-based draw, on WAAL's own score.
+    "softrank-waal": StrategyEntry("skal.strategies.stochastic", "StochasticBatch",
+                                   {"mode": "softrank"}, "waal", "semi-supervised",
+                                   "WAAL batch sampled with rank weights 1/rank "
+                                   "(trains a WAALClassifier)"),
 }
 
 #: Strategies whose learner is trained differently (WAAL's critic needs a
 #: :class:`skal.models.WAALClassifier`).
-SEMI_SUPERVISED = {"waal"}
+SEMI_SUPERVISED = {"waal", "softrank-waal"}
 
 ALIASES = {
     "core-set": "coreset",

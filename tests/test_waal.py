@@ -22,6 +22,7 @@ from skal.models.waal import (
     label_weight_value,
 )
 from skal.nets import DigitsCNN, NeuralNetClassifier
+from skal.registry import make_strategy
 from skal.strategies.waal import WAAL, waal_uncertainty
 
 
@@ -394,10 +395,14 @@ def test_collapsed_critic_is_reported_and_query_falls_back_to_uncertainty(fitted
     with torch.no_grad():  # every hidden ReLU inactive: what training on digits ends in
         dead.critic_.net[0].weight.zero_()
         dead.critic_.net[0].bias.fill_(-1.0)
-    with pytest.warns(UserWarning, match="collapsed"):
+    with pytest.warns(UserWarning, match="collapsed") as record:
         idx = WAAL(selection_weight=10.0).query(dead, X_pool, n_instances=5)
     _, logp = WAAL().critic_and_log_proba(dead, X_pool)
     np.testing.assert_array_equal(idx, np.argsort(waal_uncertainty(logp), kind="stable")[:5])
+    # The warning points at the caller's line, also through a wrapping strategy.
+    with pytest.warns(UserWarning, match="collapsed") as wrapped:
+        make_strategy("softrank-waal", random_state=0).query(dead, X_pool, n_instances=5)
+    assert {w.filename for w in [*record, *wrapped]} == {__file__}
 
 
 def test_query_modal_protocol_and_errors(fitted, digits):

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..base import ScoreBasedStrategy
+from ..base import ScoreBasedStrategy, user_stacklevel
 from ..nets import eval_mode, get_net, iter_batches
 from ..nets._glue import _batch_size, _net_device
 
@@ -86,7 +86,7 @@ def _warn_if_critic_collapsed(g):
             "selection_weight cannot change the batch and the query is WAAL's uncertainty "
             "term alone. Check the learner's critic_grad_norm history; see docs/waal.md.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -140,3 +140,33 @@ def load_protocol_data(dataset, seed, *, quick=False, data_path=None):
         keep = np.sort(np.random.RandomState(12345).permutation(len(y_test))[: settings["n_test"]])
         X_test, y_test = X_test[keep], y_test[keep]
     return X[order], y[order], X_test, y_test
+
+
+def simulate_protocol(dataset, estimator, name, strategy, seed, *, threads=1, **simulate_params):
+    """One run of ``strategy`` under the full protocol of ``dataset``, as the runner makes it.
+
+    The side experiments (``ceal_pseudolabels``, ``waal_trainer_split``,
+    ``warm_start``) vary one thing against the label-efficiency runner's rows:
+    the same seeded pool, initial labels, test set and query sizes come from here.
+    ``simulate_params`` go to :func:`skal.simulate` (e.g. ``learner_params``).
+
+    Returns
+    -------
+    run : skal.SimulationResult
+    y_pool : ndarray
+        The pool's true labels (``run.queried_indices`` index into it).
+    """
+    import torch
+
+    from skal import simulate
+
+    settings = PROTOCOLS[dataset]["full"]
+    X, y, X_test, y_test = load_protocol_data(dataset, seed)
+    torch.set_num_threads(threads)
+    run = simulate(
+        estimator, {name: strategy}, X, y, X_test, y_test,
+        n_initial=settings["n_initial"], batch_size=settings["batch_size"],
+        n_queries=settings["n_queries"], random_state=seed, classes=np.arange(10),
+        progress=False, **simulate_params,
+    )[0]
+    return run, y

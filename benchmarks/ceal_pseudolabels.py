@@ -21,14 +21,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from benchmarks._efficiency_protocols import PROTOCOLS, load_protocol_data  # noqa: E402
-from skal import CEAL, simulate  # noqa: E402
+from benchmarks._efficiency_protocols import (  # noqa: E402
+    PROTOCOLS,
+    load_protocol_data,
+    simulate_protocol,
+)
+from skal import CEAL  # noqa: E402
 from skal.recipes import training_recipe  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "ceal_pseudolabels.json"
@@ -52,19 +55,13 @@ def _row_keys(X):
 
 
 def measure(dataset, seed, delta, threads=1):
-    settings = PROTOCOLS[dataset]["full"]
-    X, y, X_test, y_test = load_protocol_data(dataset, seed)
+    X, y, _, _ = load_protocol_data(dataset, seed)
     label_of = {}
     for key, label in zip(_row_keys(X), y, strict=True):
         label_of.setdefault(key, []).append(int(label))
     _LOG.clear()
-    torch.set_num_threads(threads)
-    run = simulate(
-        training_recipe(dataset), {"ceal": _RecordingCEAL(delta=delta)}, X, y, X_test, y_test,
-        n_initial=settings["n_initial"], batch_size=settings["batch_size"],
-        n_queries=settings["n_queries"], random_state=seed, classes=np.arange(10),
-        progress=False,
-    )[0]
+    run, _ = simulate_protocol(dataset, training_recipe(dataset), "ceal",
+                               _RecordingCEAL(delta=delta), seed, threads=threads)
     rounds = []
     for X_pseudo, y_pseudo in _LOG:
         # A pixel-identical duplicate counts as right if any copy has that label.

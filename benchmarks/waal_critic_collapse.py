@@ -35,7 +35,7 @@ from benchmarks._efficiency_protocols import PROTOCOLS, load_protocol_data  # no
 from benchmarks.diagnose_strategies import class_balance  # noqa: E402
 from skal.nets import get_net  # noqa: E402
 from skal.recipes import RECIPES, training_recipe  # noqa: E402
-from skal.strategies.waal import WAAL, waal_uncertainty  # noqa: E402
+from skal.strategies.waal import WAAL, _warn_if_critic_collapsed, waal_uncertainty  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "waal_critic_collapse.json"
 WEIGHTS = (5.0, 10.0, 100.0)
@@ -53,9 +53,9 @@ def measure(dataset, seed, label_weight, threads=1):
                                 max_epochs=RECIPES[dataset]["waal_max_epochs"])
     estimator.set_params(label_weight=label_weight).fit(X, y_train)
     g, log_proba = WAAL().critic_and_log_proba(estimator, X[pool])
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # WAAL's own check, on the same g
         warnings.simplefilter("always")
-        WAAL().utilities(estimator, X[pool])
+        _warn_if_critic_collapsed(g)
     warned = any("collapsed" in str(w.message) for w in caught)
     u = waal_uncertainty(log_proba)
     net, transform = get_net(estimator)

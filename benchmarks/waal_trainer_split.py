@@ -22,15 +22,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from benchmarks._efficiency_protocols import PROTOCOLS, load_protocol_data  # noqa: E402
+from benchmarks._efficiency_protocols import PROTOCOLS, simulate_protocol  # noqa: E402
 from benchmarks.diagnose_strategies import class_balance  # noqa: E402
-from skal import simulate  # noqa: E402
 from skal.recipes import RECIPES, training_recipe  # noqa: E402
 from skal.registry import make_strategy  # noqa: E402
 
@@ -38,20 +36,12 @@ OUT = Path(__file__).resolve().parent / "results" / "waal_trainer_split.json"
 
 
 def measure(dataset, name, seed, threads=1, selection_weight=None):
-    settings = PROTOCOLS[dataset]["full"]
-    X, y, X_test, y_test = load_protocol_data(dataset, seed)
-    torch.set_num_threads(threads)
     estimator = training_recipe(dataset, semi_supervised=True,
                                 max_epochs=RECIPES[dataset]["waal_max_epochs"])
     strategy = make_strategy(name)
     if selection_weight is not None:
         strategy.set_params(selection_weight=selection_weight)
-    run = simulate(
-        estimator, {name: strategy}, X, y, X_test, y_test,
-        n_initial=settings["n_initial"], batch_size=settings["batch_size"],
-        n_queries=settings["n_queries"], random_state=seed, classes=np.arange(10),
-        progress=False,
-    )[0]
+    run, y = simulate_protocol(dataset, estimator, name, strategy, seed, threads=threads)
     if selection_weight is not None:
         name = f"waal (selection_weight={selection_weight:g})"
     return {"dataset": dataset, "strategy": name, "trainer": "waal", "seed": seed,

@@ -23,14 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from benchmarks._efficiency_protocols import PROTOCOLS, load_protocol_data  # noqa: E402
-from skal import simulate  # noqa: E402
+from benchmarks._efficiency_protocols import PROTOCOLS, simulate_protocol  # noqa: E402
 from skal.recipes import training_recipe  # noqa: E402
 from skal.registry import make_strategy  # noqa: E402
 
@@ -39,16 +37,9 @@ MODES = {"from scratch": False, "warm start": True}
 
 
 def measure(dataset, name, seed, warm, threads=1):
-    settings = PROTOCOLS[dataset]["full"]
-    X, y, X_test, y_test = load_protocol_data(dataset, seed)
-    torch.set_num_threads(threads)
     start = time.perf_counter()
-    run = simulate(
-        training_recipe(dataset), {name: make_strategy(name)}, X, y, X_test, y_test,
-        n_initial=settings["n_initial"], batch_size=settings["batch_size"],
-        n_queries=settings["n_queries"], random_state=seed, classes=np.arange(10),
-        progress=False, learner_params={"warm_start": warm},
-    )[0]
+    run, _ = simulate_protocol(dataset, training_recipe(dataset), name, make_strategy(name),
+                               seed, threads=threads, learner_params={"warm_start": warm})
     return {"dataset": dataset, "strategy": name, "warm_start": warm, "seed": seed,
             "aubc": run.aubc, "accuracy": [float(a) for a in run.accuracy],
             "n_labeled": [int(n) for n in run.n_labeled],

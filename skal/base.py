@@ -5,7 +5,6 @@ arguments. It answers one question: given a fitted model and a pool of unlabeled
 samples, which ``n_instances`` samples should be labeled next?
 """
 
-import os
 import sys
 from dataclasses import dataclass, fields
 
@@ -31,23 +30,34 @@ __all__ = [
 ]
 
 
+# Frames of skal and of the frameworks it is called through (a skorch fit loop, a
+# scikit-learn grid search, a modAL learner) are not the user's line.
+_LIBRARY_PACKAGES = frozenset({"skal", "skorch", "sklearn", "modAL"})
+
+
 def user_stacklevel():
     """The ``stacklevel`` that makes a warning point at the first caller outside skal.
 
     Strategies warn from different depths (directly, through a wrapper such as
-    :class:`skal.StochasticBatch`, from a learner); counting the frames keeps the
-    warning on the user's line in all of them.
+    :class:`skal.StochasticBatch`, from a learner, from inside a skorch fit loop);
+    counting the frames keeps the warning on the user's line in all of them. Frames
+    of skal and of the libraries it is driven through (skorch, scikit-learn, modAL)
+    are skipped.
 
     Examples
     --------
     >>> user_stacklevel() >= 1
     True
     """
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    while frame is not None and _is_library_frame(frame):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _is_library_frame(frame):
+    module = frame.f_globals.get("__name__") or ""
+    return module.partition(".")[0] in _LIBRARY_PACKAGES
 
 
 def check_pool(X_pool, *, name="X_pool", accept_sparse=False):

@@ -15,7 +15,14 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .base import QueryStrategy, _is_dask_array, accepts_sparse, accepts_unlabeled, check_pool
+from .base import (
+    QueryStrategy,
+    _is_dask_array,
+    accepts_sparse,
+    accepts_unlabeled,
+    check_pool,
+    user_stacklevel,
+)
 
 __all__ = ["ActiveLearner", "ActiveLearningClassifier"]
 
@@ -544,7 +551,7 @@ class ActiveLearningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
                 f"loop starts from {min(self.n_initial, n)} labels and stops when X is "
                 "used up.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         rng = check_random_state(self.random_state)
         self.classes_ = np.unique(y)

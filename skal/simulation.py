@@ -21,7 +21,7 @@ from ._simulation_results import (
     _short_repr,
     aubc,
 )
-from .base import check_int
+from .base import check_int, user_stacklevel
 
 __all__ = [
     "SimulationResult",
@@ -540,6 +540,6 @@ def _progress_bar(total, enabled, unit="round"):
     try:
         from tqdm.auto import tqdm
     except ImportError:  # tqdm is a dependency, but a bar is not worth failing for
-        warnings.warn("tqdm is not installed; no progress bar.", stacklevel=3)
+        warnings.warn("tqdm is not installed; no progress bar.", stacklevel=user_stacklevel())
         return None
     return tqdm(total=total, unit=unit, desc="simulate", leave=False, dynamic_ncols=True)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.base import clone
 from torch import nn
 
+from skal.learner import ActiveLearner
 from skal.nets import NeuralNetClassifier
 from skal.strategies._kfac import FisherRecorder, find_blocks, iter_block_stats
 from skal.strategies.balnet import BALNet, greedy_trace_selection, trace_criterion
@@ -377,8 +379,13 @@ def test_diversity_warns_when_the_preselection_keeps_every_candidate(tiny):
     net, X, y = tiny
     kw = {"X_labeled": X[:50], "y_labeled": y[:50]}
     pool = X[600:750]
-    with pytest.warns(UserWarning, match="does not narrow"):
+    with pytest.warns(UserWarning, match="does not narrow") as record:
         idx = BALNet(n_candidates=40, diversity=4, random_state=0).query(net, pool, 10, **kw)
+    learner = ActiveLearner(clone(net), BALNet(n_candidates=40, diversity=4, random_state=0))
+    learner.fit(X[:50], y[:50])
+    with pytest.warns(UserWarning, match="does not narrow") as via_learner:
+        learner.query(pool, n_instances=10)
+    assert {w.filename for w in [*record, *via_learner]} == {__file__}  # the user's line
     assert len(set(idx.tolist())) == 10
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -127,8 +128,13 @@ def test_dfal_pipeline_copies_are_mapped_back(digits_split):
     # FunctionTransformer's default inverse is the identity: not the inverse.
     bad = make_pipeline(FunctionTransformer(_scale), pipe[-1])
     bad[0].fit(X)
-    with pytest.warns(UserWarning, match="no copies"):
+    with pytest.warns(UserWarning, match="no copies") as record:
         idx = dfal.query(bad, pool, 3)
+    # Through a learner too, the warning points at the user's line, not into skal.
+    learner = ActiveLearner(clone(bad), DFAL(), random_state=0).fit(X[:40], y[:40])
+    with pytest.warns(UserWarning, match="no copies") as via_learner:
+        learner.query(pool, n_instances=3)
+    assert {w.filename for w in [*record, *via_learner]} == {__file__}
     assert len(dfal.augment(pool[idx], [0, 1, 2])[0]) == 0
 
 

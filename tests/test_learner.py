@@ -243,9 +243,15 @@ def test_active_learning_classifier_records_curve(digits_split):
     assert len(clf.learner_.y_training) == 40
     assert len(np.unique(clf.learner_.X_training.reshape(40, -1), axis=0)) == 40
     # Too little data for the budget: the loop runs on what there is, with a warning.
-    with pytest.warns(UserWarning, match="n_initial"):
+    with pytest.warns(UserWarning, match="n_initial") as record:
         small = ActiveLearningClassifier(_net(), RandomSampling(), n_initial=500,
                                          random_state=0).fit(X[:30], y[:30])
+    # Fitted as a pipeline's last step, the warning still names this file.
+    pipe = make_pipeline(FunctionTransformer(), ActiveLearningClassifier(
+        _net(), RandomSampling(), n_initial=500, random_state=0))
+    with pytest.warns(UserWarning, match="n_initial") as in_pipeline:
+        pipe.fit(X[:30], y[:30])
+    assert {w.filename for w in [*record, *in_pipeline]} == {__file__}
     np.testing.assert_array_equal(small.learning_curve_["n_labels"], [30])
 
 

@@ -341,8 +341,10 @@ def test_bad_input_errors(digits):
         _net(gradient_penalty="bogus").fit(X_small, y[:40])
     with pytest.raises(ValueError, match="query_size"):
         _net(label_weight="paper").fit(*_semi(X[:20], y[:20], X[20:40]))
-    with pytest.warns(UserWarning, match="no unlabeled rows"):
+    # Raised inside skorch's fit loop, the warning still points at this line.
+    with pytest.warns(UserWarning, match="no unlabeled rows") as record:
         _net().fit(X_small, y[:40])
+    assert {w.filename for w in record} == {__file__}
 
 
 # ------------------------------------------------------------------ query

@@ -28,7 +28,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from skorch.setter import optimizer_setter
 from skorch.utils import TeeGenerator, to_device
 
-from ..base import with_unlabeled_tag
+from ..base import user_stacklevel, with_unlabeled_tag
 from ..nets import NeuralNetClassifier
 from ._waal_data import (
     _append_unlabeled,
@@ -429,7 +429,7 @@ class WAALClassifier(NeuralNetClassifier):
                 "supervised cross-entropy and the critic is not trained. Pass the pool "
                 "with y = -1 (skal.ActiveLearner does).",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             self.label_weight_, self.mu_effective_ = 0.0, 0.0
         else:

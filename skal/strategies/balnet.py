@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
 
-from ..base import QueryStrategy, candidate_subset, check_pool
+from ..base import QueryStrategy, candidate_subset, check_pool, user_stacklevel
 from ..nets import eval_mode, get_net, iter_batches, to_logits
 from ._kfac import (
     damped_inverses,
@@ -355,7 +355,7 @@ class BALNet(QueryStrategy):
                 f"n_instances * diversity = {n_pre} of them, i.e. all: the criterion "
                 "does not narrow the diversity step's choice. Score more candidates "
                 "(n_candidates; None scores the whole pool) or lower diversity.",
-                UserWarning, stacklevel=3)
+                UserWarning, stacklevel=user_stacklevel())
 
         a, c, e, const = self._statistics(estimator, X_pool[cand], X_labeled, y_labeled)
         chosen, first, values = greedy_trace_selection(

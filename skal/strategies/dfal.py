@@ -15,7 +15,14 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from ..adversarial import _check_norm, deepfool
-from ..base import ScoreBasedStrategy, candidate_subset, check_int, check_taught, top_k
+from ..base import (
+    ScoreBasedStrategy,
+    candidate_subset,
+    check_int,
+    check_taught,
+    top_k,
+    user_stacklevel,
+)
 from ..nets import eval_mode, get_net, predict_proba, to_logits
 from .uncertainty import _MEASURES, uncertainty
 
@@ -325,7 +332,7 @@ class DFAL(ScoreBasedStrategy):
                 f"transforming steps ({exc}); no copies will be added (DFAL_ behaviour). "
                 "Give every step an inverse_transform, or use add_adversarial=False.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             return None
         dtype = X_pool.dtype if X_pool.dtype.kind == "f" else np.float32

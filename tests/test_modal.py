@@ -8,13 +8,24 @@ import numpy as np
 import pytest
 
 from skal import (
+    BADGE,
     BALD,
+    CEAL,
     DFAL,
     DQBC,
+    EGL,
     BALNet,
+    BatchBALD,
+    ClusterMargin,
     CoreSet,
+    KMedoidsCoreSet,
+    PowerBALD,
+    ProbCover,
     RandomSampling,
+    StochasticBatch,
+    TypiClust,
     UncertaintySampling,
+    WassersteinCoreSet,
     WassersteinPrototypes,
 )
 from skal.nets import cnn_classifier
@@ -36,7 +47,14 @@ class _CountingEntropy(UncertaintySampling):
     [UncertaintySampling(), BALD(n_passes=3, random_state=0), CoreSet(),
      RandomSampling(random_state=0), DQBC(n_members=3, finetune_epochs=1, random_state=0),
      DFAL(max_iter=5, n_candidates=60), BALNet(n_candidates=60, random_state=0),
-     WassersteinPrototypes(random_state=0)],
+     WassersteinPrototypes(random_state=0), WassersteinCoreSet(time_limit=10, random_state=0),
+     KMedoidsCoreSet(), EGL(n_candidates=60, random_state=0), CEAL(),
+     # the strategies peers ship (issue 21), and a rank-drawn batch
+     BADGE(random_state=0), BatchBALD(n_passes=3, n_candidates=40, n_joint_samples=200,
+                                      random_state=0),
+     PowerBALD(n_passes=3, random_state=0), TypiClust(random_state=0),
+     ProbCover(random_state=0), ClusterMargin(random_state=0),
+     StochasticBatch(UncertaintySampling(), mode="softrank", random_state=0)],
     ids=lambda s: type(s).__name__,
 )
 def test_skal_strategy_in_modal_loop(strategy, digits_split):
@@ -82,3 +100,17 @@ def test_waal_in_modal_loop(digits_split):
     rest = np.delete(np.arange(len(pool_X)), idx)
     learner.teach(pool_X[idx], pool_y[idx], X_unlabeled=pool_X[rest])
     assert learner.estimator.n_unlabeled_ == len(rest)
+
+
+def test_dfal_copies_taught_to_modal_learner(digits_split):
+    """modAL's teach adds only what it is given: DFAL's copies are taught by hand."""
+    X, y, _, _ = digits_split
+    net = cnn_classifier("digits", 10, max_epochs=2, random_state=0)
+    dfal = DFAL(max_iter=5, n_candidates=60)
+    learner = ModalLearner(estimator=net, query_strategy=dfal,
+                           X_training=X[:30], y_training=y[:30])
+    idx, _ = learner.query(X[30:300], n_instances=5)
+    X_adv, y_adv = dfal.augment(X[30:300][idx], y[30:300][idx])
+    assert 1 <= len(X_adv) <= 5 and set(y_adv) <= set(y[30:300][idx])
+    learner.teach(np.concatenate([X[30:300][idx], X_adv]), np.concatenate([y[30:300][idx], y_adv]))
+    assert len(learner.y_training) == 35 + len(y_adv)

@@ -36,7 +36,7 @@ _LIBRARY_PACKAGES = frozenset({"skal", "skorch", "sklearn", "modAL"})
 
 
 def user_stacklevel():
-    """The ``stacklevel`` that makes a warning point at the first caller outside skal.
+    """The ``stacklevel`` that makes a warning point at the user's line, outside skal.
 
     Strategies warn from different depths (directly, through a wrapper such as
     :class:`skal.StochasticBatch`, from a learner, from inside a skorch fit loop);
